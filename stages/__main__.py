@@ -1,0 +1,3 @@
+from stages.app import main
+
+main()

@@ -1,0 +1,20 @@
+"""The pipeline's command-line interface: one Typer app, one sub-command per stage.
+
+``python -m stages <stage>`` or the installed console command ``ppe <stage>``. Stage modules
+import their heavy libraries inside the command, so ``ppe --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from stages import download, extract
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="Perceptual photo enhancement: the DVC pipeline's stages.")
+app.command("download")(download.main)
+app.command("extract")(extract.main)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,69 @@
+"""Shared plumbing of the stage commands: params.yaml, atomic file writes, progress bars."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PARAMS = Path("params.yaml")
+
+
+class ParamsError(ValueError):
+    """params.yaml is missing, unreadable, or lacks a key a stage needs."""
+
+
+def load_params(path: Path = PARAMS) -> dict[str, Any]:
+    """The whole params file as a dict; errors name the file and what is wrong."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ParamsError(f"{path}: cannot read the params file ({exc.strerror}); run the stage "
+                          "from the project root or pass --params") from None
+    try:
+        params = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(params, dict):
+        raise ParamsError(f"{path}: expected a mapping of sections, found {type(params).__name__}")
+    return params
+
+
+def section(params: dict[str, Any], name: str, path: Path = PARAMS) -> dict[str, Any]:
+    """One section of params.yaml (e.g. 'data'), which must exist and be a mapping."""
+    value = params.get(name)
+    if not isinstance(value, dict):
+        raise ParamsError(f"{path}: section {name!r} is missing or not a mapping")
+    return value
+
+
+def pick(values: dict[str, Any], keys: tuple[str, ...], where: str) -> dict[str, Any]:
+    """The given keys of a params section; a missing one is an error naming it."""
+    missing = [k for k in keys if k not in values]
+    if missing:
+        raise ParamsError(f"params.yaml: {where} lacks {', '.join(missing)}")
+    return {k: values[k] for k in keys}
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically: a reader sees the old file or the new one, never half of one."""
+    write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def fail(message: str) -> None:
+    """Print an error for people (no traceback) and exit non-zero."""
+    import typer
+
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(1)

@@ -1,0 +1,61 @@
+"""extract stage: data/raw/dped.zip -> aligned 96x96 patch arrays, pairs.csv, metrics/extract.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from stages.common import PARAMS, ParamsError, fail, load_params, pick, section, write_json
+
+KEYS = ("crop", "patch", "max_shift", "min_ncc", "subpixel", "workers")
+
+
+def main(
+    params: Path = typer.Option(PARAMS, help="params file (reads data.phone and extract)"),
+    raw: Path = typer.Option(Path("data/raw/dped.zip"), help="DPED-layout zip or folder"),
+    out: Path = typer.Option(Path("data/patches"), help="output folder (a DVC out)"),
+    metrics: Path = typer.Option(Path("metrics/extract.json"), help="summary metrics file"),
+    progress: bool = typer.Option(True, help="show a progress bar"),
+) -> None:
+    """Align each phone/DSLR pair and cut the 96x96 windows that line up."""
+    import pandas as pd
+    from tqdm import tqdm
+
+    from gan.dped import DpedSource, LayoutError, find_layout
+    from gan.extract import ExtractConfig, extract, rows_table
+
+    try:
+        all_params = load_params(params)
+        phone = pick(section(all_params, "data", params), ("phone",), "data")["phone"]
+        values = pick(section(all_params, "extract", params), KEYS, "extract")
+        workers = int(values.pop("workers"))
+        cfg = ExtractConfig(**values)
+        with DpedSource(raw) as source:
+            layout = find_layout(source.names(), phone)
+    except (ParamsError, LayoutError, FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+
+    total = sum(len(p) for p in layout.pairs.values())
+    with tqdm(total=total, unit="pair", desc="extract", disable=not progress) as bar:
+        summary = extract(raw, layout, out, cfg, workers=workers, on_progress=bar.update)
+
+    table = pd.DataFrame(rows_table(summary.rows))
+    tmp = out / "pairs.csv.tmp"
+    table.to_csv(tmp, index=False)
+    tmp.replace(out / "pairs.csv")
+    report = summary.metrics()
+    write_json(metrics, report)
+
+    for row in [r for r in summary.rows if r.reason.startswith(("unreadable", "missing", "wrong"))][:10]:
+        typer.secho(f"skipped {row.split} pair {row.index}: {row.reason}: {row.detail}",
+                    fg=typer.colors.YELLOW, err=True)
+    for name, why in summary.full_size_skipped.items():
+        typer.secho(f"skipped full-size photo {name}: {why}", fg=typer.colors.YELLOW, err=True)
+    if not summary.kept.get("train") or not summary.kept.get("test"):
+        fail(f"no usable {'training' if not summary.kept.get('train') else 'test'} pairs remain "
+             f"after extraction (dropped: {report['dropped']}); see {out / 'pairs.csv'}")
+    typer.echo(f"{out}: kept {report['kept']} of {report['pairs_read']} pairs "
+               f"({report['pairs_per_s']} pairs/s on {report['workers']} workers); "
+               f"dropped {sum(report['dropped'].values())}: "
+               + ", ".join(f"{k} {v}" for k, v in report["dropped"].items() if v))
