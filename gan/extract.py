@@ -154,16 +154,23 @@ def process_chunk(source: DpedSource, pairs: list[Pair], cfg: ExtractConfig) -> 
     return ChunkResult(rows, aligned.phone[keep], aligned.dslr[keep])
 
 
-# Worker processes: each opens the source once (zip handles cannot be shared across processes).
+# The source the worker processes read: set by the parent just before it forks them, so they
+# inherit its member table instead of each parsing the archive's directory again.
 _worker_source: DpedSource | None = None
 
 
-def _init_worker(path: str) -> None:
-    global _worker_source
-    # One process per core already: BLAS threads inside each would only contend for the cores.
-    threadpool_limits(1)
-    _keep_freed_memory()
-    _worker_source = DpedSource(Path(path))
+_worker_ready = False
+
+
+def _prepare_worker() -> None:
+    # Done on a worker's first task rather than as a Pool initializer: an initializer that
+    # raises makes the Pool respawn workers forever, while a task that raises reaches the parent.
+    global _worker_ready
+    if not _worker_ready:
+        # One process per core already: BLAS threads in each would only contend for the cores.
+        threadpool_limits(1)
+        _keep_freed_memory()
+        _worker_ready = True
 
 
 def _keep_freed_memory() -> None:
@@ -197,6 +204,7 @@ def _run_chunk(args: tuple[int, list[Pair], ExtractConfig, Path]) -> SpilledChun
     # halved the throughput of two workers on two cores. Writing them to a spill file that the
     # parent appends with a kernel-side copy costs a fraction of that.
     seq, pairs, cfg, spill_dir = args
+    _prepare_worker()
     assert _worker_source is not None
     result = process_chunk(_worker_source, pairs, cfg)
     files = {}
@@ -232,17 +240,17 @@ class ExtractSummary:
         for split in ("train", "test"):
             split_rows = [r for r in self.rows if r.split == split]
             by_split[split] = {"read": len(split_rows), "kept": self.kept.get(split, 0)}
-        shift_2d = Counter(f"{r.dx},{r.dy}" for r in kept_rows)
         nccs = [r.ncc for r in kept_rows if r.ncc is not None]
         return {
             "pairs_read": read,
             "kept": len(kept_rows),
             "dropped": {reason: dropped.get(reason, 0) for reason in REASONS[1:]},
             "by_split": by_split,
+            # Per axis only: `dvc metrics show` prints one column per key, and pairs.csv has
+            # every pair's (dx, dy) for finer questions.
             "shift_histogram": {
                 "dx": _histogram(r.dx for r in kept_rows),
                 "dy": _histogram(r.dy for r in kept_rows),
-                "dx,dy": dict(sorted(shift_2d.items())),
             },
             "ncc_mean": round(float(np.mean(nccs)), 4) if nccs else None,
             "full_size_photos": len(self.full_size),
@@ -312,19 +320,25 @@ def extract(source_path: Path, layout: DpedLayout, out_dir: Path, cfg: ExtractCo
 
 def _map_chunks(source_path: Path, layout: DpedLayout, cfg: ExtractConfig, workers: int,
                 spill_dir: Path) -> Iterator[ChunkResult | SpilledChunk]:
-    if workers == 1:
-        with DpedSource(source_path) as source:
+    global _worker_source
+    with DpedSource(source_path) as source:
+        if workers == 1:
             for chunk in _chunks(layout):
                 yield process_chunk(source, chunk, cfg)
-        return
-    spill_dir.mkdir(parents=True, exist_ok=True)
-    tasks = ((seq, chunk, cfg, spill_dir) for seq, chunk in enumerate(_chunks(layout)))
-    # fork: workers inherit the imported modules at no cost; nothing here holds threads or GPUs.
-    ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(str(source_path),)) as pool:
-        # imap hands out tasks ahead of the results being consumed; spill files of finished
-        # chunks wait on disk (page cache) in order, so memory stays flat.
-        yield from pool.imap(_run_chunk, tasks)
+            return
+        spill_dir.mkdir(parents=True, exist_ok=True)
+        tasks = ((seq, chunk, cfg, spill_dir) for seq, chunk in enumerate(_chunks(layout)))
+        # fork: workers inherit the imported modules and the open source at no cost (reads are
+        # preads, which share a file descriptor safely); nothing here holds threads or GPUs.
+        _worker_source = source
+        try:
+            ctx = multiprocessing.get_context("fork")
+            with ctx.Pool(workers) as pool:
+                # imap hands out tasks ahead of the results being consumed; spill files of
+                # finished chunks wait on disk (page cache) in order, so memory stays flat.
+                yield from pool.imap(_run_chunk, tasks)
+        finally:
+            _worker_source = None
 
 
 def copy_full_size(source_path: Path, layout: DpedLayout,

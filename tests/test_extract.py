@@ -107,7 +107,7 @@ def test_bad_files_are_counted_and_named_not_fatal(damaged_zip, tmp_path):
     assert metrics["pairs_read"] == 14 and metrics["kept"] == 7
     assert metrics["dropped"] == {"missing_phone": 1, "missing_dslr": 1, "unreadable_phone": 1,
                                   "unreadable_dslr": 1, "wrong_size": 1, "flat": 1, "low_ncc": 1}
-    assert metrics["shift_histogram"]["dx,dy"] == {"0,2": 1, "1,-1": 6}
+    assert metrics["shift_histogram"] == {"dx": {"0": 1, "1": 6}, "dy": {"-1": 6, "2": 1}}
     assert np.load(tmp_path / "out" / "train_phone.npy").shape == (6, 96, 96, 3)
 
 
