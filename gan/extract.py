@@ -9,7 +9,6 @@ the per-pair table.
 
 from __future__ import annotations
 
-import ctypes
 import io
 import multiprocessing
 import os
@@ -28,6 +27,7 @@ from threadpoolctl import threadpool_limits
 from gan.align import align_pairs
 from gan.dped import DpedLayout, DpedSource, Pair
 from gan.npyio import NpyAppender
+from gan.runtime import keep_freed_memory
 
 # Why a pair was dropped ('ok' when kept), in the order they are checked.
 REASONS = ("ok", "missing_phone", "missing_dslr", "unreadable_phone", "unreadable_dslr",
@@ -169,25 +169,8 @@ def _prepare_worker() -> None:
     if not _worker_ready:
         # One process per core already: BLAS threads in each would only contend for the cores.
         threadpool_limits(1)
-        _keep_freed_memory()
+        keep_freed_memory()
         _worker_ready = True
-
-
-def _keep_freed_memory() -> None:
-    """Let glibc reuse freed large blocks instead of returning them to the kernel.
-
-    Each chunk allocates the same few 10-40 MB arrays; by default glibc maps and unmaps each
-    one, and every page is zero-filled again by the kernel. Raising the mmap and trim thresholds
-    keeps those blocks in the heap for the next chunk (memory stays bounded by one chunk's
-    working set). No effect where glibc is not the allocator.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3  # from malloc.h
-    libc.mallopt(m_mmap_threshold, 256 << 20)
-    libc.mallopt(m_trim_threshold, 512 << 20)
 
 
 @dataclass
