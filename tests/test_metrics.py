@@ -1,0 +1,58 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from gan.dped import DpedSource, find_layout
+from gan.extract import decode_patch
+from gan.metrics import mean_finite, ms_ssim, psnr
+from gan.patches import to_tensor
+
+
+def test_psnr_of_a_constant_offset():
+    target = torch.full((1, 3, 8, 8), 0.5)
+    output = target + 0.1  # mse 0.01 -> 20 dB
+    assert psnr(output, target).item() == pytest.approx(20.0)
+
+
+def test_psnr_clips_to_the_unit_range_first():
+    target = torch.ones(1, 3, 4, 4)
+    assert math.isinf(psnr(target + 0.5, target).item())  # 1.5 clips to 1: identical
+
+
+def test_identical_images_give_infinite_psnr_counted_apart_and_ms_ssim_one():
+    a = torch.rand(3, 3, 96, 96, generator=torch.Generator().manual_seed(0))
+    b = a.clone()
+    b[1] = (b[1] + 0.05).clamp(0, 1)
+    values = psnr(b, a)
+    assert math.isinf(values[0].item()) and math.isinf(values[2].item())
+    mean, infinite = mean_finite(values)
+    assert infinite == 2 and mean == pytest.approx(values[1].item())
+    assert ms_ssim(a, a).tolist() == pytest.approx([1.0, 1.0, 1.0])
+
+
+def test_ms_ssim_drops_with_noise_and_matches_the_hand_computed_single_scale_limit():
+    gen = torch.Generator().manual_seed(1)
+    a = torch.rand(1, 3, 96, 96, generator=gen)
+    noisy = (a + 0.1 * torch.randn(1, 3, 96, 96, generator=gen)).clamp(0, 1)
+    assert 0.0 < ms_ssim(noisy, a).item() < 0.99
+    # a uniform image against a uniform image: contrast terms are 1, so MS-SSIM is the
+    # luminance term of the last scale to its weight: ((2 m1 m2 + C1) / (m1^2 + m2^2 + C1))^0.1333
+    m1, m2 = 100.0, 120.0
+    c1 = (0.01 * 255) ** 2
+    expected = ((2 * m1 * m2 + c1) / (m1**2 + m2**2 + c1)) ** 0.1333
+    flat = ms_ssim(torch.full((1, 3, 96, 96), m1 / 255), torch.full((1, 3, 96, 96), m2 / 255))
+    assert flat.item() == pytest.approx(expected, rel=1e-9)
+
+
+def test_identity_scores_of_dped_mini_equal_the_published_ones(dped_mini):
+    source_path = dped_mini / "iphone"
+    with DpedSource(source_path) as source:
+        pairs = find_layout(source.names(), "iphone").pairs["test"]
+        phone = to_tensor(np.stack([decode_patch(source.read(p.phone)) for p in pairs]))
+        dslr = to_tensor(np.stack([decode_patch(source.read(p.dslr)) for p in pairs]))
+    mean, infinite = mean_finite(psnr(phone, dslr))
+    # ../shared/reference/DPED.md: test pairs 17.33 dB (one pair identical), MS-SSIM 0.8619
+    assert (round(mean, 2), infinite) == (17.33, 1)
+    assert round(ms_ssim(phone, dslr).mean().item(), 4) == 0.8619
