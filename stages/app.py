@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import typer
 
-from stages import download, extract
+from stages import download, extract, train
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Perceptual photo enhancement: the DVC pipeline's stages.")
 app.command("download")(download.main)
 app.command("extract")(extract.main)
+app.command("train")(train.main)
 
 
 def main() -> None:

@@ -66,7 +66,7 @@ def test_repro_builds_the_data_stages_and_a_second_run_does_nothing(project):
     again = run(dvc("repro", "extract"), project)
     assert "Running stage" not in again
     assert "up to date" in again
-    assert "up to date" in run(dvc("status"), project).lower()
+    assert "up to date" in run(dvc("status", "extract"), project).lower()
 
 
 def test_an_extract_param_reruns_extract_only(project):

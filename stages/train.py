@@ -1,0 +1,197 @@
+"""train stage: data/patches -> models/generator.pt, training curves, metrics/train.json.
+
+Checkpoints go to models/checkpoints/last.pt (a persistent DVC output): a run that was stopped
+resumes there. With ``train.gpus > 1`` the stage starts itself again under torchrun, one process
+per GPU (or per CPU process with the gloo backend), each on its own shard of the patches.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from stages.common import PARAMS, ParamsError, fail, load_params, pick, section, write_json, write_text
+
+MODEL_KEYS = ("generator", "depth", "base_width", "growth_rate", "layers_per_block",
+              "global_residual", "resnet_width", "resnet_blocks", "d_width", "d_layers")
+LOSS_KEYS = ("perceptual", "adversarial", "msssim", "pixel", "vgg_weights", "distance",
+             "msssim_win")
+TRAIN_KEYS = ("steps", "batch_size", "lr_g", "lr_d", "beta1", "beta2", "seed", "device",
+              "log_every", "val_every", "val_patches", "checkpoint_every", "compile", "gpus")
+
+
+def main(
+    params: Path = typer.Option(PARAMS, help="params file (reads model, loss, train)"),
+    data: Path = typer.Option(Path("data/patches"), help="patch arrays of the extract stage"),
+    model: Path = typer.Option(Path("models/generator.pt"), help="trained generator (output)"),
+    checkpoint: Path = typer.Option(Path("models/checkpoints/last.pt"),
+                                    help="resumable training state (persists between runs)"),
+    metrics: Path = typer.Option(Path("metrics/train.json"), help="final metrics (output)"),
+    curves: Path = typer.Option(Path("metrics/train"), help="folder of the training curves (CSV)"),
+    progress: bool = typer.Option(True, help="show a progress bar"),
+) -> None:
+    """Train the GAN (generator + discriminator) on the aligned patches."""
+    from gan.losses import VGGWeightsError
+    from gan.patches import data_fingerprint
+    from gan.train import TrainingDiverged
+
+    try:
+        all_params = load_params(params)
+        spec_params = {name: pick(section(all_params, name, params), keys, name)
+                       for name, keys in (("model", MODEL_KEYS), ("loss", LOSS_KEYS),
+                                          ("train", TRAIN_KEYS))}
+        spec = build_spec(spec_params, data_fingerprint(data) if data.exists() else "missing")
+    except (ParamsError, ValueError, TypeError) as exc:
+        fail(str(exc))
+
+    if spec.train.gpus > 1 and "WORLD_SIZE" not in os.environ:
+        raise typer.Exit(relaunch_under_torchrun(spec.train.gpus, [
+            "--params", str(params), "--data", str(data), "--model", str(model), "--checkpoint",
+            str(checkpoint), "--metrics", str(metrics), "--curves", str(curves),
+            "--progress" if progress else "--no-progress"]))
+    try:
+        result, trainer = run(spec, data, checkpoint, curves, progress)
+    except (TrainingDiverged, VGGWeightsError, FileNotFoundError, RuntimeError) as exc:
+        fail(str(exc))
+    if trainer.dist.main:
+        write_outputs(trainer, result, spec_params, model, metrics, curves)
+        gain = result.validation["psnr"] - result.baseline["psnr"]
+        typer.echo(f"{model}: step {result.step}, validation PSNR {result.validation['psnr']:.2f} dB "
+                   f"({gain:+.2f} dB over the input), MS-SSIM {result.validation['ms_ssim']:.4f}; "
+                   f"{result.patches_per_s:.1f} patches/s on {trainer.device}")
+    _leave_process_group()
+
+
+def build_spec(values: dict[str, dict[str, Any]], fingerprint: str):
+    """The run's settings from the params sections (flat keys -> the library's configs)."""
+    from gan.losses import LossWeights
+    from gan.networks import GENERATORS
+    from gan.train import RunSpec, TrainConfig
+
+    m, loss, t = values["model"], values["loss"], values["train"]
+    if m["generator"] not in GENERATORS:
+        raise ParamsError(f"model.generator must be one of {', '.join(GENERATORS)}, "
+                          f"got {m['generator']!r}")
+    if m["generator"] == "dense_unet":
+        generator_config = {k: m[k] for k in ("depth", "base_width", "growth_rate",
+                                             "layers_per_block", "global_residual")}
+    else:
+        generator_config = {"width": m["resnet_width"], "blocks": m["resnet_blocks"]}
+    train = TrainConfig(**t)
+    for key in ("steps", "batch_size", "log_every", "val_every", "val_patches",
+                "checkpoint_every", "gpus"):
+        if int(getattr(train, key)) < 1:
+            raise ParamsError(f"train.{key} must be at least 1, got {getattr(train, key)}")
+    return RunSpec(generator=m["generator"], generator_config=generator_config,
+                   discriminator_config={"width": m["d_width"], "layers": m["d_layers"]},
+                   loss=LossWeights(perceptual=loss["perceptual"], adversarial=loss["adversarial"],
+                                    msssim=loss["msssim"], pixel=loss["pixel"]),
+                   vgg_weights=str(loss["vgg_weights"]), distance=loss["distance"],
+                   msssim_win=int(loss["msssim_win"]), train=train, data=fingerprint)
+
+
+def relaunch_under_torchrun(processes: int, args: list[str]) -> int:
+    """Run this stage again under torchrun with one process per GPU; return its exit code."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc_per_node={processes}", "-m", "stages", "train", *args]
+    typer.echo(f"starting {processes} processes: {' '.join(cmd)}")
+    return subprocess.call(cmd)
+
+
+def run(spec, data: Path, checkpoint: Path, curves: Path, progress: bool):
+    from tqdm import tqdm
+
+    from gan.train import Trainer, init_distributed, resolve_device
+
+    distributed = init_distributed(resolve_device(spec.train.device).type)
+    trainer = Trainer(spec, data, checkpoint, distributed)
+    message = trainer.try_resume()
+    if distributed.main:
+        typer.echo(message)
+    bar = tqdm(total=spec.train.steps, initial=trainer.step, unit="step", desc="train",
+               disable=not (progress and distributed.main))
+
+    def on_step(step: int, row: dict[str, float]) -> None:
+        bar.update(1)
+        if trainer.losses:
+            bar.set_postfix(loss=f"{row['total']:.4f}",
+                            patches_s=f"{trainer.losses[-1]['patches_per_s']:.1f}", refresh=False)
+
+    with bar:
+        result = trainer.fit(on_step=on_step, on_log=lambda: write_curves(trainer, curves))
+    return result, trainer
+
+
+def write_curves(trainer, curves: Path) -> None:
+    """The training curves as CSV (DVC plots): every loss term, D(real), D(fake), validation."""
+    write_text(curves / "losses.csv", _csv(trainer.losses))
+    write_text(curves / "validation.csv", _csv(trainer.val))
+
+
+def _csv(rows: list[dict[str, float]]) -> str:
+    buf = io.StringIO()
+    fields = list(dict.fromkeys(k for row in rows for k in row))
+    writer = csv.DictWriter(buf, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows({k: _short(v) for k, v in row.items()} for row in rows)
+    return buf.getvalue()
+
+
+def _short(value: Any) -> Any:
+    return f"{value:.6g}" if isinstance(value, float) else value
+
+
+def write_outputs(trainer, result, spec_params: dict, model: Path, metrics: Path,
+                  curves: Path) -> None:
+    from gan.checkpoint import save_generator
+
+    provenance = {
+        "params": spec_params,
+        "git_revision": git_revision(),
+        "data": trainer.spec.data,
+        "steps": result.step,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "torch": str(__import__("torch").__version__),  # a str subclass weights_only refuses
+        "device": str(trainer.device),
+    }
+    save_generator(model, trainer.generator, provenance)
+    write_curves(trainer, curves)
+    write_json(metrics, {
+        "step": result.step,
+        "seconds": round(result.seconds, 1),
+        "patches_per_s": round(result.patches_per_s, 1),
+        "device": str(trainer.device),
+        "loss": {k: round(v, 5) for k, v in result.final.items()},
+        "val": {"psnr": round(result.validation["psnr"], 3),
+                "ms_ssim": round(result.validation["ms_ssim"], 4)},
+        "input": {"psnr": round(result.baseline["psnr"], 3),
+                  "ms_ssim": round(result.baseline["ms_ssim"], 4)},
+        "psnr_gain_db": round(result.validation["psnr"] - result.baseline["psnr"], 3),
+    })
+
+
+def git_revision() -> str | None:
+    """HEAD's commit, with '+dirty' when tracked files differ from it; None outside git."""
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return rev + ("+dirty" if dirty else "")
+
+
+def _leave_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
