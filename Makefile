@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Stage commands in dvc.yaml call `python`: the venv's must come first on PATH.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup repro test bench clean
+.PHONY: setup repro test bench paper clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,19 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/extract_bench.py
+	$(BIN)/python bench/generator_cost.py
+	$(BIN)/python bench/train_bench.py
+
+# The paper setting: DPED iPhone from a local copy, ImageNet VGG19, a GPU run.
+#   make paper ARCHIVE=/data/dped.zip
+# (ImageNet VGG19 weights: $$TORCH_HOME/hub/checkpoints/vgg19-dcbb9e9d.pth, fetched when online.)
+ARCHIVE ?=
+paper: $(STAMP)
+	@test -n "$(ARCHIVE)" || { echo "usage: make paper ARCHIVE=/path/to/dped.zip (or tar, or folder)" >&2; exit 2; }
+	$(BIN)/dvc exp run -n paper -S data.source=dped -S 'data.archive=$(ARCHIVE)' -S data.phone=iphone \
+	  -S loss.vgg_weights=imagenet -S train.device=cuda -S train.batch_size=64 -S train.steps=40000 \
+	  -S train.lr_g=0.0001 -S train.lr_d=0.0001 -S train.log_every=100 -S train.val_every=1000 \
+	  -S train.val_patches=1000 -S train.checkpoint_every=1000
 
 clean:
 	rm -rf $(VENV) *.egg-info
