@@ -70,6 +70,21 @@ def _ssim_and_cs(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.
     return ssim.flatten(1).mean(dim=1), (v1 / v2).flatten(1).mean(dim=1)
 
 
+def ssim(output: torch.Tensor, target: torch.Tensor,
+         dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """SSIM per image with the protocol's settings: (N, 3, H, W) in [0, 1] -> (N,).
+
+    RGB scaled to 0..255, Gaussian window 11x11 with sigma 1.5 (shrunk for images smaller than
+    11 px), K1 = 0.01, K2 = 0.03, 'valid' filtering, the mean over pixels and channels: the
+    single-scale term the MS-SSIM of the protocol starts from (scikit-image's
+    structural_similarity with gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+    data_range=255 gives the same value).
+    """
+    if output.shape != target.shape:
+        raise ValueError(f"ssim: shapes differ: {tuple(output.shape)} vs {tuple(target.shape)}")
+    return _ssim_and_cs(output.to(dtype) * 255.0, target.to(dtype) * 255.0)[0]
+
+
 def ms_ssim(output: torch.Tensor, target: torch.Tensor,
             dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """MS-SSIM per image, as the DPED / PIRM protocol computes it: (N, 3, H, W) in [0, 1] -> (N,).

@@ -56,3 +56,21 @@ def test_identity_scores_of_dped_mini_equal_the_published_ones(dped_mini):
     # ../shared/reference/DPED.md: test pairs 17.33 dB (one pair identical), MS-SSIM 0.8619
     assert (round(mean, 2), infinite) == (17.33, 1)
     assert round(ms_ssim(phone, dslr).mean().item(), 4) == 0.8619
+
+
+def test_ssim_agrees_with_scikit_image_where_the_definitions_coincide():
+    from skimage.metrics import structural_similarity
+
+    from gan.metrics import ssim
+
+    gen = torch.Generator().manual_seed(2)
+    a = torch.rand(2, 3, 40, 50, generator=gen)
+    b = (a + 0.1 * torch.randn(2, 3, 40, 50, generator=gen)).clamp(0, 1)
+    ours = ssim(a, b)
+    for i in range(2):
+        theirs = structural_similarity(
+            a[i].permute(1, 2, 0).double().numpy() * 255, b[i].permute(1, 2, 0).double().numpy() * 255,
+            gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255,
+            channel_axis=2)
+        assert ours[i].item() == pytest.approx(theirs, abs=1e-12)
+    assert ssim(a, a).tolist() == pytest.approx([1.0, 1.0])
