@@ -27,8 +27,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gan.dped import DpedSource, find_layout  # noqa: E402
-from gan.extract import ExtractConfig, decode_patch, extract  # noqa: E402
+from gan.dped import DpedSource, decode_patch, find_layout  # noqa: E402
+from gan.extract import ExtractConfig, extract  # noqa: E402
 from gan.metrics import mean_finite, ms_ssim, psnr  # noqa: E402
 from gan.networks import macs_per_pixel  # noqa: E402
 from gan.patches import PatchPairs, data_fingerprint, to_tensor  # noqa: E402

@@ -29,7 +29,7 @@ from gan.losses import GeneratorLoss, LossWeights, adversarial_d_loss
 from gan.metrics import mean_finite, ms_ssim, psnr
 from gan.networks import build_discriminator, build_generator
 from gan.patches import PatchPairs
-from gan.runtime import keep_freed_memory
+from gan.runtime import keep_freed_memory, resolve_device
 
 # Source files whose content decides what a checkpoint means: a resumed run must not continue
 # from weights that another version of the code produced.
@@ -107,18 +107,6 @@ def init_distributed(device_kind: str) -> Dist:
     dist.init_process_group(backend=backend)
     return Dist(rank=dist.get_rank(), world=dist.get_world_size(),
                 local_rank=int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("train.device is cuda but no CUDA GPU is visible; use auto or cpu")
-        return torch.device("cuda", local_rank)
-    if name != "cpu":
-        raise ValueError(f"train.device must be auto, cpu or cuda, got {name!r}")
-    return torch.device("cpu")
 
 
 @dataclass

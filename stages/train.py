@@ -109,7 +109,8 @@ def relaunch_under_torchrun(processes: int, args: list[str]) -> int:
 def run(spec, data: Path, checkpoint: Path, curves: Path, progress: bool):
     from tqdm import tqdm
 
-    from gan.train import Trainer, init_distributed, resolve_device
+    from gan.runtime import resolve_device
+    from gan.train import Trainer, init_distributed
 
     distributed = init_distributed(resolve_device(spec.train.device).type)
     trainer = Trainer(spec, data, checkpoint, distributed)

@@ -11,8 +11,8 @@ from scipy.ndimage import gaussian_filter, gaussian_laplace
 from scipy.ndimage import shift as subpixel_move
 
 from gan.align import luminance, ncc
-from gan.dped import DpedSource, find_layout
-from gan.extract import ExtractConfig, decode_patch, extract
+from gan.dped import DpedSource, decode_patch, find_layout
+from gan.extract import ExtractConfig, extract
 
 
 def lucas_kanade(moving: np.ndarray, reference: np.ndarray, iterations: int = 5) -> np.ndarray:

@@ -56,7 +56,7 @@ def test_kept_rows_hold_the_aligned_crops(sample_zip, tmp_path):
     summary = run_extract(archive, tmp_path / "out", workers=1)
     phone = np.load(tmp_path / "out" / "test_phone.npy")
     with DpedSource(archive) as source:
-        from gan.extract import decode_patch
+        from gan.dped import decode_patch
 
         row = next(r for r in summary.rows if r.split == "test" and r.kept and r.index == 7)
         raw = decode_patch(source.read(f"dped/iphone/test_data/patches/iphone/{row.index}.jpg"))

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from gan.dped import DpedSource, find_layout
-from gan.extract import decode_patch
+from gan.dped import DpedSource, decode_patch, find_layout
 from gan.metrics import mean_finite, ms_ssim, psnr
 from gan.patches import to_tensor
 
