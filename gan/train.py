@@ -161,6 +161,15 @@ class Trainer:
         self.losses: list[dict[str, float]] = []
         self.val: list[dict[str, float]] = []
         self.step = 0
+        # Wall-clock seconds of training (validation included) up to the current step, summed
+        # over every session of this run, so a resumed run reports the speed of the whole run.
+        self._seconds_before = 0.0  # sessions before this one, from the checkpoint
+        self._session_started: float | None = None
+
+    def seconds_so_far(self) -> float:
+        if self._session_started is None:
+            return self._seconds_before
+        return self._seconds_before + time.perf_counter() - self._session_started
 
     # -- the GAN step ---------------------------------------------------------------------
     def _autocast(self):
@@ -265,6 +274,7 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "losses": self.losses,
             "val": self.val,
+            "train_seconds": self.seconds_so_far(),
         }, self.checkpoint)
 
     def try_resume(self) -> str:
@@ -286,6 +296,7 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         self.losses, self.val = list(state["losses"]), list(state["val"])
         self.step = int(state["step"])
+        self._seconds_before = float(state.get("train_seconds", 0.0))
         return f"resuming from {self.checkpoint} at step {self.step}"
 
     # -- the loop -------------------------------------------------------------------------
@@ -297,7 +308,7 @@ class Trainer:
         resumed_from = self.step
         baseline = self.evaluate(self.val_phone) if self.dist.main else {}
         window: list[dict[str, float]] = []
-        started = time.perf_counter()
+        started = self._session_started = time.perf_counter()
         tick, tick_step = started, self.step
         self.generator.train()
         self.discriminator.train()
@@ -320,8 +331,12 @@ class Trainer:
                 on_log()
             if self.step % cfg.checkpoint_every == 0 or last:
                 self.save_checkpoint()
-        seconds = time.perf_counter() - started
-        done = self.step - resumed_from
+        # Over the whole run; a checkpoint from before train_seconds existed has no earlier time,
+        # and then only this session's steps count.
+        seconds = self.seconds_so_far()
+        done = self.step if self._seconds_before > 0 else self.step - resumed_from
+        self._session_started = None
+        self._seconds_before = seconds
         validation = self.val[-1] if self.val else (self.evaluate() if self.dist.main else {})
         recent = self.losses[-max(1, len(self.losses) // 10):]
         return TrainResult(

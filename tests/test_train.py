@@ -86,6 +86,25 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(patches, tmp_path):
     assert [r["step"] for r in second.losses] == [2, 3, 4, 6]  # log rows carried over
 
 
+def test_a_resumed_run_reports_the_time_and_speed_of_the_whole_run(patches, tmp_path):
+    first = Trainer(spec_for(patches, steps=3), patches, tmp_path / "t.pt", Dist()).fit()
+    assert first.seconds > 0 and first.patches_per_s > 0
+    # Resumed at its last step: nothing left to train, the run's figures are the first session's.
+    again = Trainer(spec_for(patches, steps=3), patches, tmp_path / "t.pt", Dist())
+    again.try_resume()
+    recorded = torch.load(tmp_path / "t.pt", weights_only=True)["train_seconds"]
+    assert 0 < recorded <= first.seconds  # the time up to the checkpoint's save
+    finished = again.fit()
+    assert finished.seconds == pytest.approx(recorded, abs=0.05)  # + an empty loop
+    assert finished.patches_per_s == pytest.approx(3 * 4 / finished.seconds)  # batch 4
+    # Resumed for more steps: the time adds up over both sessions.
+    more = Trainer(spec_for(patches, steps=5), patches, tmp_path / "t.pt", Dist())
+    more.try_resume()
+    longer = more.fit()
+    assert longer.seconds > first.seconds
+    assert longer.patches_per_s == pytest.approx(5 * 4 / longer.seconds, rel=1e-6)  # batch 4
+
+
 def test_a_checkpoint_of_other_settings_is_not_resumed(patches, tmp_path):
     Trainer(spec_for(patches, steps=3), patches, tmp_path / "c.pt", Dist()).fit()
     other = spec_for(patches, steps=3)
