@@ -1,0 +1,1 @@
+"""Classical enhancement baselines the GAN is compared with (CLHE, NPEA)."""
