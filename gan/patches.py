@@ -73,7 +73,9 @@ def _augment(images: torch.Tensor, turns: np.ndarray, flips: np.ndarray) -> torc
 
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:
     """(B, H, W, 3) uint8 -> (B, 3, H, W) float32 in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(0, 3, 1, 2).float().div_(255.0)
+    # A read-only memmap is copied (uint8, cheap): torch refuses to wrap non-writable memory.
+    rgb = np.require(rgb, requirements=("C_CONTIGUOUS", "WRITEABLE"))
+    return torch.from_numpy(rgb).permute(0, 3, 1, 2).float().div_(255.0)
 
 
 def data_fingerprint(folder: Path) -> str:

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import typer
 
-from stages import download, extract, train
+from stages import download, evaluate, extract, report, train
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Perceptual photo enhancement: the DVC pipeline's stages.")
 app.command("download")(download.main)
 app.command("extract")(extract.main)
 app.command("train")(train.main)
+app.command("evaluate")(evaluate.main)
+app.command("report")(report.main)
 
 
 def main() -> None:

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import io
+import os
+import shutil
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,3 +57,43 @@ def dped_mini() -> Path:
     if not (DPED_MINI / "iphone" / "training_data").is_dir():
         pytest.skip("../shared/dped-mini is not present")
     return DPED_MINI
+
+
+# -- the real dvc CLI in a temporary git repository holding the project ------------------
+
+PROJECT_FILES = ["dvc.yaml", "params.yaml", ".gitignore", ".dvcignore", ".dvc/config",
+                 ".dvc/.gitignore", "stages", "gan"]
+
+
+def run(cmd: list[str], cwd: Path) -> str:
+    env = dict(os.environ)
+    # The stage commands call `python`: it must be this interpreter, with the project installed.
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.org", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@example.org", DVC_NO_ANALYTICS="1")
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout + done.stderr
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    repo = tmp_path / "repo"
+    for name in PROJECT_FILES:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, repo / name)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["data"].update(sample_train_pairs=60, sample_test_pairs=20)  # tiny, same code path
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "project"], repo)
+    return repo
+
+
+def dvc(*args: str) -> list[str]:
+    return [sys.executable, "-m", "dvc", *args]

@@ -3,53 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
-import pytest
 import yaml
 
-from tests.conftest import ROOT
-
-PROJECT_FILES = ["dvc.yaml", "params.yaml", ".gitignore", ".dvcignore", ".dvc/config",
-                 ".dvc/.gitignore", "stages", "gan"]
-
-
-def run(cmd: list[str], cwd: Path) -> str:
-    env = dict(os.environ)
-    # The stage commands call `python`: it must be this interpreter, with the project installed.
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    env.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.org", GIT_COMMITTER_NAME="t",
-               GIT_COMMITTER_EMAIL="t@example.org", DVC_NO_ANALYTICS="1")
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}"
-    return done.stdout + done.stderr
-
-
-@pytest.fixture
-def project(tmp_path) -> Path:
-    repo = tmp_path / "repo"
-    for name in PROJECT_FILES:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(source, repo / name)
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["data"].update(sample_train_pairs=60, sample_test_pairs=20)  # tiny, same code path
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["git", "init", "-q"], repo)
-    run(["git", "add", "-A"], repo)
-    run(["git", "commit", "-qm", "project"], repo)
-    return repo
-
-
-def dvc(*args: str) -> list[str]:
-    return [sys.executable, "-m", "dvc", *args]
+from tests.conftest import dvc, run
 
 
 def test_repro_builds_the_data_stages_and_a_second_run_does_nothing(project):

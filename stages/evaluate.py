@@ -1,0 +1,173 @@
+"""evaluate stage: every method on every test pair, DPED protocol -> metrics/eval.json and more.
+
+Methods: the input as it is, CLHE, NPEA, the trained generator (``ours``) and any extra generator
+checkpoints named in ``evaluate.extra_models``. Geometries: the aligned 96x96 test crops of the
+extract stage (primary) and the raw 100x100 test patches as DPED and PIRM scored them. On the
+full-size test photos (no DSLR twin) each method gets its lightness order error and its speed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from stages.common import PARAMS, ParamsError, fail, load_params, pick, section, write_json
+
+KEYS = ("extra_models", "device", "batch_size", "saved_patches", "saved_photos",
+        "clhe_white_balance")
+
+
+def main(
+    params: Path = typer.Option(PARAMS, help="params file (reads data.phone and evaluate)"),
+    patches: Path = typer.Option(Path("data/patches"), help="aligned patches (extract stage)"),
+    raw: Path = typer.Option(Path("data/raw/dped.zip"), help="DPED-layout zip (download stage)"),
+    model: Path = typer.Option(Path("models/generator.pt"), help="trained generator"),
+    metrics: Path = typer.Option(Path("metrics/eval.json"), help="summary metrics (output)"),
+    per_patch: Path = typer.Option(Path("metrics/eval_per_patch.csv"), help="per-patch scores"),
+    out: Path = typer.Option(Path("data/eval"), help="enhanced samples for the report (output)"),
+    progress: bool = typer.Option(True, help="show a progress bar"),
+) -> None:
+    """Score input, CLHE, NPEA and the generator(s) against the DSLR test patches."""
+    import numpy as np
+    import pandas as pd
+    from tqdm import tqdm
+
+    from gan.checkpoint import CheckpointError, load_generator
+    from gan.dped import LayoutError
+    from gan.evaluate import (Method, baseline_methods, generator_method, identity_method,
+                              score_method)
+    from gan.runtime import resolve_device
+
+    try:
+        all_params = load_params(params)
+        phone_name = pick(section(all_params, "data", params), ("phone",), "data")["phone"]
+        cfg = pick(section(all_params, "evaluate", params), KEYS, "evaluate")
+        device = resolve_device(cfg["device"])
+        methods = [identity_method(), *baseline_methods(bool(cfg["clhe_white_balance"]))]
+        for name, path in model_paths(model, cfg["extra_models"]).items():
+            methods.append(Method(name, generator_method(load_generator(path, device), device,
+                                                         int(cfg["batch_size"]))))
+        geometries = {"aligned": aligned_pairs(patches), "raw": raw_pairs(raw, phone_name)}
+    except (ParamsError, CheckpointError, LayoutError, FileNotFoundError, ValueError,
+            RuntimeError) as exc:
+        fail(str(exc))
+
+    summary: dict[str, dict] = {}
+    tables = []
+    saved = int(cfg["saved_patches"])
+    samples = out / "patches"
+    samples.mkdir(parents=True, exist_ok=True)
+    with tqdm(total=len(geometries) * len(methods), desc="evaluate", unit="run",
+              disable=not progress) as bar:
+        for geometry, (phone, dslr, indices) in geometries.items():
+            summary[geometry] = {}
+            for method in methods:
+                bar.set_postfix_str(f"{geometry}: {method.name}")
+                scores, first = score_method(method, phone, dslr)
+                summary[geometry][method.name] = scores.summary()
+                tables.append(pd.DataFrame({
+                    "method": method.name, "geometry": geometry, "index": indices,
+                    "psnr": scores.psnr, "ssim": scores.ssim, "ms_ssim": scores.ms_ssim}))
+                if geometry == "raw":
+                    np.save(samples / f"{method.name}.npy", first[:saved])
+                bar.update(1)
+            if geometry == "raw":
+                np.save(samples / "dslr.npy", dslr[:saved])
+                (samples / "index.json").write_text(json.dumps(indices[:saved].tolist()))
+
+    photos = sorted((patches / "full_size").glob("*"))
+    loe, speed = full_size_scores(methods[1:], photos, out / "full_size",
+                                  int(cfg["saved_photos"]), progress)
+    report = {**summary, "loe": loe, "seconds_per_mp": speed,
+              "methods": [m.name for m in methods], "full_size_photos": len(photos)}
+    write_json(metrics, report)
+    table = pd.concat(tables, ignore_index=True)
+    tmp = per_patch.with_name(per_patch.name + ".tmp")
+    table.to_csv(tmp, index=False, float_format="%.6g")
+    tmp.replace(per_patch)
+    for geometry, by_method in summary.items():
+        typer.echo(f"{geometry}: " + "; ".join(
+            f"{name} {s['psnr']:.2f} dB / {s['ms_ssim']:.4f}" for name, s in by_method.items()))
+
+
+def model_paths(model: Path, extras: list | None) -> dict[str, Path]:
+    """``ours`` plus each extra checkpoint under its file name's stem (made unique)."""
+    paths = {"ours": model}
+    for extra in extras or []:
+        path = Path(str(extra))
+        name = path.stem
+        while name in paths or name in ("input", "clhe", "npea"):
+            name += "_"
+        paths[name] = path
+    return paths
+
+
+def aligned_pairs(patches: Path):
+    import numpy as np
+
+    from gan.patches import PatchPairs
+
+    test = PatchPairs(patches, "test")
+    return np.asarray(test.phone), np.asarray(test.dslr), np.arange(len(test))
+
+
+def raw_pairs(raw: Path, phone_name: str):
+    """The raw test pairs that decode to two images of one size (DPED scores all of them)."""
+    import numpy as np
+
+    from gan.dped import DpedSource, decode_patch, find_layout
+
+    phones, dslrs, indices = [], [], []
+    with DpedSource(raw) as source:
+        for pair in find_layout(source.names(), phone_name).pairs["test"]:
+            if pair.phone is None or pair.dslr is None:
+                continue
+            try:
+                phone = decode_patch(source.read(pair.phone))
+                dslr = decode_patch(source.read(pair.dslr))
+            except ValueError:
+                continue
+            if phone.shape == dslr.shape and (not phones or phone.shape == phones[0].shape):
+                phones.append(phone)
+                dslrs.append(dslr)
+                indices.append(pair.index)
+    if not phones:
+        raise ValueError(f"{raw}: no decodable test pairs of one size")
+    return np.stack(phones), np.stack(dslrs), np.asarray(indices)
+
+
+def full_size_scores(methods, photos: list[Path], out: Path, keep: int, progress: bool):
+    """LOE and seconds per megapixel of each method on the full-size photos; the first ``keep``
+    enhanced photos of each method are saved (PNG, lossless) for the report."""
+    import time
+
+    import numpy as np
+    from PIL import Image
+    from tqdm import tqdm
+
+    from gan.evaluate import load_photo, to_uint8
+    from gan.loe import lightness_order_error
+
+    loe: dict[str, float] = {}
+    speed: dict[str, float] = {}
+    originals = [load_photo(p) for p in photos]
+    for k, (path, image) in enumerate(zip(photos[:keep], originals)):
+        (out / "input").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(out / "input" / f"{path.stem}.png")
+    for method in tqdm(methods, desc="full-size", unit="method", disable=not progress):
+        errors, seconds, megapixels = [], 0.0, 0.0
+        for k, (path, image) in enumerate(zip(photos, originals)):
+            began = time.perf_counter()
+            enhanced = to_uint8(method.enhance(image[None]))[0]
+            seconds += time.perf_counter() - began
+            megapixels += image.shape[0] * image.shape[1] / 1e6
+            errors.append(lightness_order_error(image, enhanced))
+            if k < keep:
+                (out / method.name).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(enhanced).save(out / method.name / f"{path.stem}.png")
+        if photos:
+            loe[method.name] = round(float(np.mean(errors)), 1)
+            speed[method.name] = round(seconds / megapixels, 3)
+    return loe, speed

@@ -1,0 +1,139 @@
+"""evaluate and report on fixture data, then the whole DAG with the real dvc CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from PIL import Image
+from typer.testing import CliRunner
+
+from gan.checkpoint import save_generator
+from gan.dped import DpedSource, find_layout
+from gan.extract import ExtractConfig, extract
+from gan.networks import build_generator
+from gan.sample import write_sample_zip
+from stages.app import app
+from tests.conftest import ROOT, dvc, run
+
+TINY = {"depth": 1, "base_width": 8, "growth_rate": 4, "layers_per_block": 2}
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    """data/raw, data/patches, two generator checkpoints and training curves, all tiny."""
+    root = tmp_path_factory.mktemp("ws")
+    raw = root / "data" / "raw" / "dped.zip"
+    write_sample_zip(raw, "iphone", train_pairs=10, test_pairs=12, seed=2)
+    with DpedSource(raw) as source:
+        layout = find_layout(source.names(), "iphone")
+    extract(raw, layout, root / "data" / "patches", ExtractConfig(min_ncc=0.0), workers=1)
+    for name in ("generator", "other"):
+        save_generator(root / "models" / f"{name}.pt", build_generator("dense_unet", TINY),
+                       {"note": "untrained: the identity"})
+    curves = root / "metrics" / "train"
+    curves.mkdir(parents=True)
+    pd.DataFrame({"step": [1, 2], "total": [0.5, 0.4], "perceptual": [0.3, 0.2],
+                  "d_real": [0.5, 0.6], "d_fake": [0.5, 0.4]}).to_csv(curves / "losses.csv",
+                                                                       index=False)
+    pd.DataFrame({"step": [2], "psnr": [18.0], "ms_ssim": [0.9]}).to_csv(
+        curves / "validation.csv", index=False)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["evaluate"].update(extra_models=[str(root / "models" / "other.pt")], saved_patches=4,
+                              saved_photos=1, device="cpu")
+    params["report"].update(patches=3, crop=64)
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    return root
+
+
+def evaluate_args(root: Path) -> list[str]:
+    return ["evaluate", "--params", str(root / "params.yaml"), "--patches",
+            str(root / "data" / "patches"), "--raw", str(root / "data" / "raw" / "dped.zip"),
+            "--model", str(root / "models" / "generator.pt"), "--metrics",
+            str(root / "metrics" / "eval.json"), "--per-patch",
+            str(root / "metrics" / "eval_per_patch.csv"), "--out", str(root / "data" / "eval"),
+            "--no-progress"]
+
+
+def report_args(root: Path) -> list[str]:
+    return ["report", "--params", str(root / "params.yaml"), "--eval-dir",
+            str(root / "data" / "eval"), "--metrics", str(root / "metrics" / "eval.json"),
+            "--per-patch", str(root / "metrics" / "eval_per_patch.csv"), "--curves",
+            str(root / "metrics" / "train"), "--figures", str(root / "reports" / "figures"),
+            "--html-out", str(root / "reports" / "report.html")]
+
+
+def test_evaluate_scores_every_method_on_both_geometries(workspace):
+    result = CliRunner().invoke(app, evaluate_args(workspace))
+    assert result.exit_code == 0, result.output
+    assert torch.is_grad_enabled()  # the stage runs in-process here: no global state may leak
+    table = pd.read_csv(workspace / "metrics" / "eval_per_patch.csv")
+    assert list(table.columns) == ["method", "geometry", "index", "psnr", "ssim", "ms_ssim"]
+    methods = ["input", "clhe", "npea", "ours", "other"]
+    assert sorted(table["method"].unique()) == sorted(methods)
+    assert set(table["geometry"]) == {"aligned", "raw"}
+    assert (table.groupby(["method", "geometry"]).size() == 12).all()
+    report = json.loads((workspace / "metrics" / "eval.json").read_text())
+    for geometry in ("aligned", "raw"):
+        assert set(report[geometry]) == set(methods)
+        for scores in report[geometry].values():
+            assert {"psnr", "psnr_infinite", "ssim", "ms_ssim"} <= set(scores)
+        # an untrained generator is the identity: it scores what the input scores
+        assert report[geometry]["ours"]["psnr"] == pytest.approx(report[geometry]["input"]["psnr"],
+                                                                 abs=0.05)
+    assert set(report["loe"]) == set(report["seconds_per_mp"]) == set(methods[1:])
+    assert all(v > 0 for v in report["seconds_per_mp"].values())
+    saved = workspace / "data" / "eval"
+    assert np.load(saved / "patches" / "clhe.npy").shape == (4, 100, 100, 3)
+    assert sorted(p.name for p in (saved / "full_size").iterdir()) == sorted(methods)
+
+
+def test_report_writes_every_figure_and_a_page_that_embeds_them(workspace):
+    if not (workspace / "metrics" / "eval.json").exists():
+        CliRunner().invoke(app, evaluate_args(workspace))
+    result = CliRunner().invoke(app, report_args(workspace))
+    assert result.exit_code == 0, result.output
+    figures = workspace / "reports" / "figures"
+    for name in ("patches.png", "full_size.png", "scores.png", "training.png"):
+        with Image.open(figures / name) as im:
+            assert im.width > 300 and im.height > 200
+    page = (workspace / "reports" / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 4
+    for text in ("ours (GAN)", "NPEA", "CLHE", "LOE", "MS-SSIM", "raw 100x100"):
+        assert text in page
+
+
+def test_report_names_a_missing_input(workspace, tmp_path):
+    args = report_args(workspace)
+    args[args.index("--metrics") + 1] = str(tmp_path / "absent.json")
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1
+    assert "absent.json" in result.output
+
+
+def test_the_whole_dag_with_the_dvc_cli(project):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["data"].update(sample_train_pairs=40, sample_test_pairs=12)
+    params["model"].update(depth=1, base_width=8, growth_rate=4, layers_per_block=2, d_width=8,
+                           d_layers=2)
+    params["loss"].update(perceptual=0.0)
+    params["train"].update(steps=2, batch_size=2, log_every=1, val_every=2, val_patches=4,
+                           checkpoint_every=1, device="cpu")
+    params["evaluate"].update(saved_patches=3, saved_photos=1, device="cpu")
+    params["report"].update(patches=3, crop=64)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = run(dvc("repro"), project)
+    for stage in ("download", "extract", "train", "evaluate", "report"):
+        assert f"Running stage '{stage}'" in out
+    shown = json.loads(run(dvc("metrics", "show", "--json"), project))
+    metrics = json.dumps(shown)
+    assert "ms_ssim" in metrics and "psnr" in metrics and "loe" in metrics
+    run(dvc("plots", "show", "-o", "plots_html"), project)
+    index = (project / "plots_html" / "index.html").read_text()
+    assert "patches.png" in index and "validation" in index.lower()
+    assert "Running stage" not in run(dvc("repro"), project)
