@@ -202,6 +202,21 @@ def test_npea_rejects_bad_input():
         npea(np.zeros((10, 10, 3), np.float32))
 
 
+@pytest.mark.parametrize("mode", ["inference_mode", "no_grad", "grad"])
+def test_npea_works_under_any_autograd_mode(mode):
+    """Callers may run inside torch.inference_mode() (an evaluation loop): same result."""
+    import contextlib
+
+    import torch
+
+    image = data.astronaut()[:90, :120]
+    context = {"inference_mode": torch.inference_mode(), "no_grad": torch.no_grad(),
+               "grad": contextlib.nullcontext()}[mode]
+    with context:
+        out = npea(image)
+    np.testing.assert_array_equal(out, npea(image))
+
+
 def test_npea_keeps_the_default_torch_thread_count():
     import torch
 

@@ -203,9 +203,13 @@ def _add_outer_window_sums(sums: torch.Tensor, M: torch.Tensor, Z: torch.Tensor,
     tiles = [(top, min(height, top + tile_h), left, min(width, left + tile_w))
              for top in range(0, height, tile_h) for left in range(0, width, tile_w)]
 
+    # Autograd modes are thread-local: a caller inside torch.inference_mode() hands over
+    # inference tensors, which the pool's threads (outside it) could not update in place.
+    # Plain arithmetic needs no autograd anywhere, so the workers always run in inference mode.
     def run(tile: tuple[int, int, int, int]) -> None:
         top, bottom, left, right = tile
-        sums[:, top:bottom, left:right] += _tile_window_sums(M, Z, L, tile, radius, core)
+        with torch.inference_mode():
+            sums[:, top:bottom, left:right] += _tile_window_sums(M, Z, L, tile, radius, core)
 
     with _THREADS_LOCK:
         previous = torch.get_num_threads()
