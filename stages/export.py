@@ -1,0 +1,96 @@
+"""export command: a trained generator checkpoint -> one deployable TorchScript or ONNX file.
+
+    ppe export                                  # models/generator.pt -> models/generator.ts
+    ppe export --format onnx                    # -> models/generator.onnx (needs the extra)
+    ppe export --model other.pt --out /srv/enhancer.onnx --format onnx --force
+
+Outside the DAG, like enhance: a deployment step, run when a model is to be shipped. The file is
+exported to a temporary name beside the output, checked there, and only then renamed to the
+output: a file that fails the parity check never takes an output's place (nor replaces a good
+one under --force). The check runs the exported file and the PyTorch model on two random
+inputs, an odd size and a different batch and size, so a file whose shapes were baked in fails
+it. How the export works and why: gan/export.py.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from stages.common import fail
+
+# An odd size (the padding path), then another batch size and a multiple of 8 (no padding):
+# one file passing both has dynamic batch, height and width.
+CHECK_SHAPES = ((1, 3, 257, 383), (2, 3, 240, 320))
+# float32 through another runtime: measured differences are ~4e-7 for the Dense U-Net and
+# ~2e-5 for DPED's ResNet in ONNX Runtime (its instance norm sums in another order), 0 to 6e-8
+# in TorchScript; 1e-4 is 1/40 of an 8-bit grey level.
+TOLERANCE = 1e-4
+
+
+class Format(str, Enum):
+    torchscript = "torchscript"
+    onnx = "onnx"
+
+
+def main(
+    model: Path = typer.Option(Path("models/generator.pt"), help="trained generator checkpoint"),
+    fmt: Format = typer.Option(Format.torchscript, "--format",
+                               # No square brackets in help texts: Typer reads them as markup.
+                               help="torchscript (needs only torch) or onnx (needs the "
+                                    "optional 'export' extra of ppe-gan)"),
+    out: Path | None = typer.Option(None, help="output file (default: the model's path with "
+                                               ".ts or .onnx)"),
+    check: bool = typer.Option(True, help=f"compare the exported file with the PyTorch model "
+                                          f"on two random inputs; fail above {TOLERANCE:g}"),
+    force: bool = typer.Option(False, "--force", help="overwrite an existing output file"),
+) -> None:
+    """Export the generator to TorchScript or ONNX, with dynamic batch, height and width."""
+    import torch
+
+    from gan.checkpoint import CheckpointError, load_generator
+    from gan.export import (EXPORT_PACKAGES, RUNTIME_PACKAGES, SUFFIXES, ExportError,
+                            check_parity, export, require_onnx)
+
+    fmt_name = fmt.value
+    out = out if out is not None else model.with_suffix(SUFFIXES[fmt_name])
+    if out.resolve() == model.resolve():
+        fail(f"{out}: the output would overwrite the model checkpoint; choose another --out")
+    if out.exists() and not force:
+        fail(f"{out} already exists; pass --force to overwrite it")
+    try:
+        if fmt_name == "onnx":  # before the model: a missing extra is the first thing to fix
+            require_onnx(*EXPORT_PACKAGES, *(RUNTIME_PACKAGES if check else ()),
+                         task="--format onnx" + (" with the parity check" if check else ""))
+        generator = load_generator(model, "cpu")
+    except (CheckpointError, ExportError) as exc:
+        fail(str(exc))
+
+    # Export under a temporary name in the output's folder; promote it only once checked.
+    staging = out.with_name(f".{out.name}.{os.getpid()}.unchecked")
+    try:
+        began = time.perf_counter()
+        export(generator, staging, fmt_name)
+        seconds = time.perf_counter() - began
+        typer.echo(f"exported the {generator.kind} generator to {fmt_name} in {seconds:.1f} s "
+                   f"({staging.stat().st_size / 1e6:.2f} MB)")
+        if check:
+            rng = torch.Generator().manual_seed(0)
+            for shape in CHECK_SHAPES:
+                sample = torch.rand(*shape, generator=rng)
+                difference = check_parity(generator, staging, fmt_name, sample)
+                size = "x".join(map(str, shape))
+                typer.echo(f"parity on {size}: max abs difference {difference:.2e}")
+                if not difference <= TOLERANCE:  # `not <=` also catches NaN
+                    fail(f"the exported file differs from the PyTorch model by {difference:.2e} "
+                         f"on a {size} input (limit {TOLERANCE:g}); {out} was not written")
+        os.replace(staging, out)
+    except (ExportError, OSError) as exc:
+        fail(f"{out}: {exc}")
+    finally:
+        staging.unlink(missing_ok=True)
+    typer.echo(f"wrote {out}")
