@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from stages import download, evaluate, extract, report, train
+from stages import download, enhance, evaluate, export, extract, report, train
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Perceptual photo enhancement: the DVC pipeline's stages.")
@@ -17,6 +17,8 @@ app.command("extract")(extract.main)
 app.command("train")(train.main)
 app.command("evaluate")(evaluate.main)
 app.command("report")(report.main)
+app.command("enhance")(enhance.main)
+app.command("export")(export.main)
 
 
 def main() -> None:

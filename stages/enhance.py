@@ -1,0 +1,236 @@
+"""enhance: the DSLR-quality version of your own photos, any size, any common format.
+
+    enhance photo.jpg holiday/ "raw/*.png" -o enhanced/
+    python -m stages enhance IMG_0001.jpg -o out/ --method npea
+
+Inputs are files, folders (every supported image inside, recursively; the sub-folders are kept
+under OUTDIR) and glob patterns (expanded here too, for shells that do not). Each output keeps
+its input's name (``--ext`` changes the format) and follows its format rules (gan.photo_io).
+One bad file is reported and the batch goes on; the exit code is 1 when any file failed.
+"""
+
+from __future__ import annotations
+
+import glob
+import time
+import warnings
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from gan.inference import DEFAULT_OVERLAP, DEFAULT_TILE
+from gan.photo_io import DEFAULT_MAX_PIXELS, SUFFIXES
+
+
+class EnhanceMethod(str, Enum):
+    ours = "ours"
+    clhe = "clhe"
+    npea = "npea"
+
+
+@dataclass
+class Job:
+    source: Path | None  # None: the input named nothing readable (``problem`` says why)
+    target: Path | None
+    label: str  # what the user typed or the file found, for the summary
+    problem: str = ""
+
+
+@dataclass
+class Outcome:
+    label: str
+    size: str = ""
+    seconds: float = 0.0
+    result: str = "pending"
+
+    @property
+    def failed(self) -> bool:
+        return self.result.startswith("error")
+
+
+def main(
+    inputs: list[str] = typer.Argument(..., metavar="INPUT...",
+                                       help="photos, folders or glob patterns"),
+    out: Path = typer.Option(..., "--out", "-o", help="output folder (created if needed)"),
+    model: Path = typer.Option(Path("models/generator.pt"), help="trained generator (--method ours)"),
+    method: EnhanceMethod = typer.Option(EnhanceMethod.ours, help="ours (the GAN), clhe or npea"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    tile: int = typer.Option(DEFAULT_TILE, help="tile side in pixels (0: whole photo at once)"),
+    overlap: int = typer.Option(DEFAULT_OVERLAP, help="pixels shared by neighbouring tiles"),
+    quality: int = typer.Option(95, min=1, max=100, help="JPEG / WebP quality"),
+    ext: str = typer.Option("", help="output format by suffix, e.g. png (default: the input's)"),
+    force: bool = typer.Option(False, "--force", help="overwrite existing outputs"),
+    max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, min=1,
+                                   help="refuse photos with more pixels (decompression bombs)"),
+    progress: bool = typer.Option(True, help="progress bars"),
+) -> None:
+    """Enhance photos with the trained generator (or a classical baseline)."""
+    from stages.common import fail
+
+    if ext and ("." + ext.lower().lstrip(".")) not in SUFFIXES:
+        fail(f"--ext {ext}: not a supported output format; use one of "
+             f"{', '.join(sorted({s.lstrip('.') for s in SUFFIXES}))}")
+    try:
+        enhance = make_enhancer(method, model, device, tile, overlap)
+    except (ValueError, RuntimeError) as exc:  # CheckpointError is a ValueError
+        fail(str(exc))
+    jobs = plan_jobs(inputs, out, ext)
+    if not jobs:
+        fail("no inputs")
+    outcomes = run_jobs(jobs, enhance, force, quality, max_pixels, progress)
+    print_summary(outcomes)
+    failed = sum(o.failed for o in outcomes)
+    if failed:
+        typer.secho(f"{failed} of {len(outcomes)} failed", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+
+
+def make_enhancer(method: EnhanceMethod, model: Path, device: str, tile: int, overlap: int):
+    """enhance(rgb float (H, W, 3), on_tile) -> rgb float (H, W, 3), for the chosen method.
+    Loading the model here, once, makes a bad --model fail before any photo is touched."""
+    import numpy as np
+
+    if method is EnhanceMethod.ours:
+        from gan.checkpoint import load_generator
+        from gan.inference import enhance_array, plan_tiles
+        from gan.runtime import keep_freed_memory, resolve_device
+
+        plan_tiles(1, 1, tile, overlap)  # checks tile / overlap before the model loads
+        keep_freed_memory()  # every tile allocates the same large blocks (see gan.runtime)
+        torch_device = resolve_device(device)
+        generator = load_generator(model, torch_device)
+
+        def run_generator(rgb, on_tile=None):
+            return enhance_array(generator, rgb, torch_device, tile, overlap, on_tile)
+        return run_generator
+
+    if method is EnhanceMethod.clhe:
+        from gan.baselines.clhe import clhe as baseline
+    else:
+        from gan.baselines.npea import npea as baseline
+
+    def run_baseline(rgb, on_tile=None):
+        # The baselines are defined on 8-bit RGB (their histograms have 256 levels).
+        image = np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
+        return baseline(image).astype(np.float32) / 255.0
+    return run_baseline
+
+
+def plan_jobs(inputs: list[str], out: Path, ext: str) -> list[Job]:
+    """One job per photo found; inputs that name nothing become failed jobs (reported)."""
+    jobs: list[Job] = []
+    for given in inputs:
+        path = Path(given)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file()
+                           and p.suffix.lower() in SUFFIXES)
+            if not found:
+                jobs.append(Job(None, None, given, f"{given}: no supported images in the folder"))
+            jobs += [Job(p, out / p.relative_to(path), str(p)) for p in found]
+        elif path.exists() or not glob.has_magic(given):
+            # A missing file is a job too: reading it gives the precise error for the summary.
+            jobs.append(Job(path, out / path.name, given))
+        else:
+            matches = sorted(Path(m) for m in glob.glob(given, recursive=True))
+            files = [m for m in matches if m.is_file()]
+            if not files:
+                jobs.append(Job(None, None, given, f"{given}: the pattern matches no file"))
+            jobs += [Job(m, out / m.name, str(m)) for m in files]
+    if ext:
+        suffix = "." + ext.lower().lstrip(".")
+        for job in jobs:
+            if job.target is not None:
+                job.target = job.target.with_suffix(suffix)
+    _mark_clashes(jobs)
+    return jobs
+
+
+def _mark_clashes(jobs: list[Job]) -> None:
+    """Two inputs that would write one output, or an output that is its own input: refused
+    (never silently overwrite a photo the user gave us, even with --force)."""
+    seen: dict[Path, str] = {}
+    for job in jobs:
+        if job.target is None or job.problem:
+            continue
+        key = job.target.resolve()
+        if job.source is not None and job.source.exists() and key == job.source.resolve():
+            job.problem = f"{job.label}: the output would replace the input; choose another -o"
+        elif key in seen:
+            job.problem = f"{job.label}: same output file as {seen[key]} ({job.target})"
+        else:
+            seen[key] = job.label
+
+
+def run_jobs(jobs: list[Job], enhance, force: bool, quality: int, max_pixels: int,
+             progress: bool) -> list[Outcome]:
+    from tqdm import tqdm
+
+    from gan.photo_io import PhotoError, read_photo, write_photo
+
+    outcomes: list[Outcome] = []
+    bar = tqdm(jobs, desc="photos", unit="photo", disable=not progress)
+    try:
+        for job in bar:
+            outcome = Outcome(job.label)
+            outcomes.append(outcome)
+            if job.problem:
+                outcome.result = f"error: {job.problem}"
+                continue
+            if job.target.exists() and not force:
+                outcome.result = f"error: {job.target} exists; pass --force to overwrite it"
+                continue
+            began = time.perf_counter()
+            try:
+                photo = read_photo(job.source, max_pixels=max_pixels)
+                height, width = photo.rgb.shape[:2]
+                outcome.size = f"{width}x{height}"
+                with tqdm(desc=job.source.name, unit="tile", leave=False,
+                          disable=not progress) as tiles:
+                    def on_tile(done: int, total: int) -> None:
+                        tiles.total = total
+                        tiles.update(done - tiles.n)
+                    enhanced = enhance(photo.rgb, on_tile)
+                job.target.parent.mkdir(parents=True, exist_ok=True)
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    write_photo(job.target, enhanced, like=photo, quality=quality)
+                # e.g. an alpha channel a JPEG cannot hold: the photo is written, the user told
+                notes = "; ".join(str(w.message) for w in caught)
+                outcome.result = f"ok ({notes})" if notes else "ok"
+            except PhotoError as exc:
+                outcome.result = f"error: {exc}"
+            except (MemoryError, RuntimeError) as exc:  # e.g. out of memory in a tile
+                outcome.result = (f"error: {job.label}: {type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0][:200]} (try a smaller --tile)")
+            except OSError as exc:
+                outcome.result = f"error: {job.target}: cannot write: {exc.strerror or exc}"
+            outcome.seconds = time.perf_counter() - began
+    except KeyboardInterrupt:
+        bar.close()
+        if outcomes and outcomes[-1].result == "pending":
+            outcomes[-1].result = "interrupted: no file written"
+        print_summary(outcomes)
+        typer.secho("interrupted: the photos marked ok are complete; no partial file was left",
+                    fg=typer.colors.RED, err=True)
+        raise typer.Exit(130) from None
+    bar.close()
+    return outcomes
+
+
+def print_summary(outcomes: list[Outcome]) -> None:
+    """A plain table: file, size, seconds, result."""
+    rows = [("file", "size", "seconds", "result")]
+    rows += [(o.label, o.size, f"{o.seconds:.2f}" if o.size else "", o.result) for o in outcomes]
+    widths = [min(60, max(len(r[i]) for r in rows)) for i in range(3)]
+    for row in rows:
+        cells = [row[i].ljust(widths[i]) for i in range(3)]
+        typer.echo("  ".join(cells) + "  " + row[3])
+
+
+def cli() -> None:
+    """The ``enhance`` console command."""
+    app = typer.Typer(add_completion=False)
+    app.command()(main)
+    app()

@@ -1,0 +1,231 @@
+"""The enhance command: batches of real photo files, every kind of bad input, atomic outputs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data
+from typer.testing import CliRunner
+
+import stages.enhance as enhance_stage
+from gan.checkpoint import save_generator
+from gan.networks import build_generator
+from stages.app import app
+
+TINY = {"depth": 2, "base_width": 8, "growth_rate": 4, "layers_per_block": 2}
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    """A tiny generator that changes the photo (all weights perturbed), saved as a checkpoint."""
+    torch.manual_seed(0)
+    generator = build_generator("dense_unet", TINY)
+    with torch.no_grad():
+        for p in generator.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    path = tmp_path_factory.mktemp("model") / "generator.pt"
+    save_generator(path, generator, {"note": "test"})
+    return path
+
+
+@pytest.fixture
+def photos(tmp_path) -> Path:
+    """A folder of real photos: two JPEGs, a PNG with alpha, and one in a sub-folder."""
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    Image.fromarray(data.astronaut()[:120, :160]).save(folder / "a.jpg", quality=95)
+    Image.fromarray(data.coffee()[:100, :90]).save(folder / "sub" / "b.jpg", quality=95)
+    rgba = np.dstack([data.chelsea()[:64, :80], np.linspace(0, 255, 64 * 80).reshape(64, 80)])
+    Image.fromarray(rgba.astype(np.uint8), "RGBA").save(folder / "c.png")
+    return folder
+
+
+def enhance(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["enhance", *args, "--no-progress"])
+    return result.exit_code, result.output
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Temporary or partial files anywhere under ``folder``."""
+    return [p.name for p in folder.rglob("*") if p.name.endswith(".tmp") or p.name.startswith(".")]
+
+
+def test_a_folder_is_enhanced_with_names_and_subfolders_kept(model, photos, tmp_path):
+    out = tmp_path / "out"
+    code, output = enhance(str(photos), "-o", str(out), "--model", str(model), "--tile", "64",
+                           "--overlap", "16")
+    assert code == 0, output
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*.*")) == ["a.jpg", "c.png",
+                                                                         "sub/b.jpg"]
+    with Image.open(photos / "a.jpg") as before, Image.open(out / "a.jpg") as after:
+        assert after.size == before.size and after.format == "JPEG"
+        assert np.abs(np.asarray(after, float) - np.asarray(before, float)).mean() > 2
+    with Image.open(photos / "c.png") as before, Image.open(out / "c.png") as after:
+        assert after.mode == "RGBA"
+        np.testing.assert_array_equal(np.asarray(after)[..., 3], np.asarray(before)[..., 3])
+    # the summary table: a header and one row per photo with its size and result
+    assert "file" in output and "seconds" in output and "result" in output
+    assert "160x120" in output and output.count(" ok") >= 3
+
+
+def test_globs_files_and_a_changed_format(model, photos, tmp_path):
+    out = tmp_path / "out"
+    code, output = enhance(str(photos / "*.jpg"), str(photos / "c.png"), "-o", str(out),
+                           "--model", str(model), "--ext", "webp")
+    assert code == 0, output
+    assert sorted(p.name for p in out.iterdir()) == ["a.webp", "c.webp"]
+    with Image.open(out / "a.webp") as im:
+        assert im.format == "WEBP"
+
+
+@pytest.mark.parametrize("method", ["clhe", "npea"])
+def test_the_baselines_need_no_model(photos, tmp_path, method):
+    out = tmp_path / method
+    code, output = enhance(str(photos / "a.jpg"), "-o", str(out), "--method", method,
+                           "--model", str(tmp_path / "absent.pt"))
+    assert code == 0, output
+    assert (out / "a.jpg").is_file()
+
+
+def test_one_bad_file_does_not_sink_the_batch(model, photos, tmp_path):
+    (photos / "text.jpg").write_text("this is not a photo")
+    (photos / "empty.png").write_bytes(b"")
+    good = (photos / "a.jpg").read_bytes()
+    (photos / "truncated.jpg").write_bytes(good[: len(good) // 2])
+    out = tmp_path / "out"
+    code, output = enhance(str(photos), str(tmp_path / "missing.jpg"), "-o", str(out),
+                           "--model", str(model))
+    assert code == 1
+    for name in ("text.jpg", "empty.png", "truncated.jpg", "missing.jpg"):
+        assert name in output
+    assert "3 of 7 failed" not in output and "4 of 7 failed" in output
+    assert sorted(p.name for p in out.rglob("*.*")) == ["a.jpg", "b.jpg", "c.png"]
+    assert leftovers(out) == []
+
+
+def test_the_pixel_limit_refuses_a_decompression_bomb(model, photos, tmp_path):
+    code, output = enhance(str(photos / "a.jpg"), "-o", str(tmp_path / "out"), "--model",
+                           str(model), "--max-pixels", "10000")
+    assert code == 1
+    assert "a.jpg" in output and not (tmp_path / "out" / "a.jpg").exists()
+
+
+def test_an_existing_output_needs_force(model, photos, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.jpg").write_bytes(b"keep me")
+    code, output = enhance(str(photos / "a.jpg"), "-o", str(out), "--model", str(model))
+    assert code == 1 and "--force" in output
+    assert (out / "a.jpg").read_bytes() == b"keep me"
+    code, output = enhance(str(photos / "a.jpg"), "-o", str(out), "--model", str(model),
+                           "--force")
+    assert code == 0, output
+    with Image.open(out / "a.jpg") as im:
+        assert im.size == (160, 120)
+
+
+def test_the_input_is_never_overwritten(model, photos):
+    before = (photos / "a.jpg").read_bytes()
+    code, output = enhance(str(photos / "a.jpg"), "-o", str(photos), "--model", str(model),
+                           "--force")
+    assert code == 1 and "replace the input" in output
+    assert (photos / "a.jpg").read_bytes() == before
+
+
+def test_two_inputs_with_one_output_name_are_refused(model, photos, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "a.jpg").write_bytes((photos / "a.jpg").read_bytes())
+    code, output = enhance(str(photos / "a.jpg"), str(other / "a.jpg"), "-o",
+                           str(tmp_path / "out"), "--model", str(model))
+    assert code == 1 and "same output file" in output
+
+
+def test_a_missing_or_foreign_model_is_named(photos, tmp_path):
+    code, output = enhance(str(photos), "-o", str(tmp_path / "out"), "--model",
+                           str(tmp_path / "absent.pt"))
+    assert code == 1 and "absent.pt" in output
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign.pt")
+    code, output = enhance(str(photos), "-o", str(tmp_path / "out"), "--model",
+                           str(tmp_path / "foreign.pt"))
+    assert code == 1 and "foreign.pt" in output and "not a" in output
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+class _Payload:
+    """A pickle that runs code when loaded: it would create the marker file."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.mkdir, (str(self.marker),))
+
+
+def test_a_checkpoint_that_runs_code_is_refused(photos, tmp_path):
+    marker = tmp_path / "pwned"
+    torch.save({"format": "ppe-gan generator", "payload": _Payload(marker)},
+               tmp_path / "evil.pt")
+    code, output = enhance(str(photos), "-o", str(tmp_path / "out"), "--model",
+                           str(tmp_path / "evil.pt"))
+    assert code == 1 and "evil.pt" in output
+    assert not marker.exists()  # torch.load(weights_only=True) never ran the payload
+
+
+def test_ctrl_c_leaves_complete_outputs_only(model, photos, tmp_path, monkeypatch):
+    """Interrupted while enhancing the second photo: the first output is complete, nothing
+    else exists, the summary is printed and the exit code is 130."""
+    real = enhance_stage.make_enhancer
+    calls = []
+
+    def interrupting(*args):
+        run = real(*args)
+
+        def enhance_or_stop(rgb, on_tile=None):
+            calls.append(rgb.shape)
+            if len(calls) == 2:
+                raise KeyboardInterrupt
+            return run(rgb, on_tile)
+        return enhance_or_stop
+
+    monkeypatch.setattr(enhance_stage, "make_enhancer", interrupting)
+    out = tmp_path / "out"
+    code, output = enhance(str(photos), "-o", str(out), "--model", str(model))
+    assert code == 130 and "interrupted" in output
+    assert [p.name for p in out.rglob("*") if p.is_file()] == ["a.jpg"]
+    with Image.open(out / "a.jpg") as im:
+        im.load()  # complete: decodes to the end
+
+
+def test_ctrl_c_while_writing_leaves_no_partial_file(model, photos, tmp_path, monkeypatch):
+    import gan.photo_io
+
+    real_save = Image.Image.save
+
+    def save_half_then_stop(self, fp, *args, **kwargs):
+        real_save(self, fp, *args, **kwargs)  # the bytes reach the temporary file...
+        raise KeyboardInterrupt  # ...and the user presses Ctrl-C before the rename
+
+    monkeypatch.setattr(Image.Image, "save", save_half_then_stop)
+    out = tmp_path / "out"
+    code, output = enhance(str(photos / "a.jpg"), "-o", str(out), "--model", str(model))
+    assert code == 130
+    assert not out.exists() or [p for p in out.rglob("*") if p.is_file()] == []
+    assert gan.photo_io  # the writer under test is photo_io's
+
+
+def test_the_console_command_is_installed():
+    import shutil
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).parent / "enhance"
+    command = str(exe) if exe.exists() else shutil.which("enhance")
+    assert command, "the `enhance` console command is not installed (pip install -e .)"
+    done = subprocess.run([command, "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "--tile" in done.stdout and "--method" in done.stdout
