@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gan.inference import DEFAULT_OVERLAP, DEFAULT_TILE, enhance_array
 from gan.metrics import mean_finite, ms_ssim, psnr, ssim
 from gan.patches import to_tensor
 
@@ -26,6 +27,14 @@ Enhance = Callable[[np.ndarray], torch.Tensor]
 class Method:
     name: str
     enhance: Enhance  # (N, H, W, 3) uint8 -> (N, 3, H, W) float in [0, 1]
+    # One full-size photo, (H, W, 3) uint8 -> (H, W, 3) uint8, when it needs another path than
+    # a batch of one (a generator: tiled, so memory does not grow with the photo).
+    photo: Callable[[np.ndarray], np.ndarray] | None = None
+
+    def enhance_photo(self, image: np.ndarray) -> np.ndarray:
+        if self.photo is not None:
+            return self.photo(image)
+        return to_uint8(self.enhance(image[None]))[0]
 
 
 def per_image(fn: Callable[[np.ndarray], np.ndarray]) -> Enhance:
@@ -45,6 +54,16 @@ def generator_method(generator: torch.nn.Module, device: torch.device,
             x = to_tensor(batch[start:start + batch_size]).to(device)
             outputs.append(generator(x).float().clamp(0, 1).cpu())
         return torch.cat(outputs)
+    return enhance
+
+
+def generator_photo(generator: torch.nn.Module, device: torch.device,
+                    tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP
+                    ) -> Callable[[np.ndarray], np.ndarray]:
+    """A generator on one full-size photo, tiled (gan.inference): uint8 in, uint8 out."""
+    def enhance(image: np.ndarray) -> np.ndarray:
+        out = enhance_array(generator, image.astype(np.float32) / 255.0, device, tile, overlap)
+        return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
     return enhance
 
 

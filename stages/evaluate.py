@@ -36,19 +36,21 @@ def main(
 
     from gan.checkpoint import CheckpointError, load_generator
     from gan.dped import LayoutError
-    from gan.evaluate import (Method, baseline_methods, generator_method, identity_method,
-                              score_method)
-    from gan.runtime import resolve_device
+    from gan.evaluate import (Method, baseline_methods, generator_method, generator_photo,
+                              identity_method, score_method)
+    from gan.runtime import keep_freed_memory, resolve_device
 
     try:
         all_params = load_params(params)
         phone_name = pick(section(all_params, "data", params), ("phone",), "data")["phone"]
         cfg = pick(section(all_params, "evaluate", params), KEYS, "evaluate")
         device = resolve_device(cfg["device"])
+        keep_freed_memory()  # batches and tiles allocate the same large blocks again and again
         methods = [identity_method(), *baseline_methods(bool(cfg["clhe_white_balance"]))]
         for name, path in model_paths(model, cfg["extra_models"]).items():
-            methods.append(Method(name, generator_method(load_generator(path, device), device,
-                                                         int(cfg["batch_size"]))))
+            generator = load_generator(path, device)
+            methods.append(Method(name, generator_method(generator, device, int(cfg["batch_size"])),
+                                  photo=generator_photo(generator, device)))
         geometries = {"aligned": aligned_pairs(patches), "raw": raw_pairs(raw, phone_name)}
     except (ParamsError, CheckpointError, LayoutError, FileNotFoundError, ValueError,
             RuntimeError) as exc:
@@ -147,7 +149,7 @@ def full_size_scores(methods, photos: list[Path], out: Path, keep: int, progress
     from PIL import Image
     from tqdm import tqdm
 
-    from gan.evaluate import load_photo, to_uint8
+    from gan.evaluate import load_photo
     from gan.loe import lightness_order_error
 
     loe: dict[str, float] = {}
@@ -160,7 +162,7 @@ def full_size_scores(methods, photos: list[Path], out: Path, keep: int, progress
         errors, seconds, megapixels = [], 0.0, 0.0
         for k, (path, image) in enumerate(zip(photos, originals)):
             began = time.perf_counter()
-            enhanced = to_uint8(method.enhance(image[None]))[0]
+            enhanced = method.enhance_photo(image)
             seconds += time.perf_counter() - began
             megapixels += image.shape[0] * image.shape[1] / 1e6
             errors.append(lightness_order_error(image, enhanced))
