@@ -112,3 +112,7 @@ def describe(dest: Path, phone: str) -> dict:
             "layout_root": layout.root,
             "pairs": {split: len(pairs) for split, pairs in layout.pairs.items()},
             "full_size": len(layout.full_size)}
+
+
+if __name__ == "__main__":  # `python -m stages.download`: this stage alone, as dvc.yaml runs it
+    typer.run(main)

@@ -173,3 +173,7 @@ def full_size_scores(methods, photos: list[Path], out: Path, keep: int, progress
             loe[method.name] = round(float(np.mean(errors)), 1)
             speed[method.name] = round(seconds / megapixels, 3)
     return loe, speed
+
+
+if __name__ == "__main__":  # `python -m stages.evaluate`: this stage alone, as dvc.yaml runs it
+    typer.run(main)

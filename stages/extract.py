@@ -59,3 +59,7 @@ def main(
                f"({report['pairs_per_s']} pairs/s on {report['workers']} workers); "
                f"dropped {sum(report['dropped'].values())}: "
                + ", ".join(f"{k} {v}" for k, v in report["dropped"].items() if v))
+
+
+if __name__ == "__main__":  # `python -m stages.extract`: this stage alone, as dvc.yaml runs it
+    typer.run(main)

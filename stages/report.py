@@ -91,3 +91,7 @@ def full_size_photos(folder: Path) -> dict[str, dict]:
     if not photos:
         raise ValueError(f"{folder}: no saved full-size photos (evaluate.saved_photos is 0?)")
     return photos
+
+
+if __name__ == "__main__":  # `python -m stages.report`: this stage alone, as dvc.yaml runs it
+    typer.run(main)

@@ -101,7 +101,7 @@ def build_spec(values: dict[str, dict[str, Any]], fingerprint: str):
 def relaunch_under_torchrun(processes: int, args: list[str]) -> int:
     """Run this stage again under torchrun with one process per GPU; return its exit code."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-           f"--nproc_per_node={processes}", "-m", "stages", "train", *args]
+           f"--nproc_per_node={processes}", "-m", "stages.train", *args]
     typer.echo(f"starting {processes} processes: {' '.join(cmd)}")
     return subprocess.call(cmd)
 
@@ -196,3 +196,7 @@ def _leave_process_group() -> None:
 
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+if __name__ == "__main__":  # `python -m stages.train`: this stage alone, as dvc.yaml runs it
+    typer.run(main)
