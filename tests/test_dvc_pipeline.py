@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 
 from tests.conftest import dvc, run
 
 
+@pytest.mark.slow
 def test_repro_builds_the_data_stages_and_a_second_run_does_nothing(project):
     out = run(dvc("repro", "extract"), project)
     assert "Running stage 'download'" in out and "Running stage 'extract'" in out
@@ -26,6 +28,7 @@ def test_repro_builds_the_data_stages_and_a_second_run_does_nothing(project):
     assert "up to date" in run(dvc("status", "extract"), project).lower()
 
 
+@pytest.mark.slow
 def test_an_extract_param_reruns_extract_only(project):
     run(dvc("repro", "extract"), project)
     params = yaml.safe_load((project / "params.yaml").read_text())

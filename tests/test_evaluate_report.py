@@ -116,6 +116,7 @@ def test_report_names_a_missing_input(workspace, tmp_path):
     assert "absent.json" in result.output
 
 
+@pytest.mark.slow
 def test_the_whole_dag_with_the_dvc_cli(project):
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["data"].update(sample_train_pairs=40, sample_test_pairs=12)
