@@ -13,7 +13,8 @@ from pathlib import Path
 
 import typer
 
-from stages.common import PARAMS, ParamsError, fail, load_params, pick, section, write_json
+from stages.common import (PARAMS, ParamsError, fail, load_params, pick, section, write_json,
+                           write_text)
 
 KEYS = ("extra_models", "device", "batch_size", "saved_patches", "saved_photos",
         "clhe_white_balance")
@@ -86,9 +87,7 @@ def main(
               "methods": [m.name for m in methods], "full_size_photos": len(photos)}
     write_json(metrics, report)
     table = pd.concat(tables, ignore_index=True)
-    tmp = per_patch.with_name(per_patch.name + ".tmp")
-    table.to_csv(tmp, index=False, float_format="%.6g")
-    tmp.replace(per_patch)
+    write_text(per_patch, table.to_csv(index=False, float_format="%.6g"))
     for geometry, by_method in summary.items():
         typer.echo(f"{geometry}: " + "; ".join(
             f"{name} {s['psnr']:.2f} dB / {s['ms_ssim']:.4f}" for name, s in by_method.items()))

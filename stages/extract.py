@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from stages.common import PARAMS, ParamsError, fail, load_params, pick, section, write_json
+from stages.common import (PARAMS, ParamsError, fail, load_params, pick, section, write_json,
+                           write_text)
 
 KEYS = ("crop", "patch", "max_shift", "min_ncc", "subpixel", "workers")
 
@@ -41,9 +42,7 @@ def main(
         summary = extract(raw, layout, out, cfg, workers=workers, on_progress=bar.update)
 
     table = pd.DataFrame(rows_table(summary.rows))
-    tmp = out / "pairs.csv.tmp"
-    table.to_csv(tmp, index=False)
-    tmp.replace(out / "pairs.csv")
+    write_text(out / "pairs.csv", table.to_csv(index=False))
     report = summary.metrics()
     write_json(metrics, report)
 
