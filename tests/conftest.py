@@ -76,9 +76,8 @@ def run(cmd: list[str], cwd: Path) -> str:
     return done.stdout + done.stderr
 
 
-@pytest.fixture
-def project(tmp_path) -> Path:
-    repo = tmp_path / "repo"
+def copy_project_files(repo: Path) -> None:
+    """The project's pipeline files (PROJECT_FILES) into ``repo``, without caches."""
     for name in PROJECT_FILES:
         source = ROOT / name
         if source.is_dir():
@@ -86,6 +85,12 @@ def project(tmp_path) -> Path:
         else:
             (repo / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(source, repo / name)
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    repo = tmp_path / "repo"
+    copy_project_files(repo)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["data"].update(sample_train_pairs=60, sample_test_pairs=20)  # tiny, same code path
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import PROJECT_FILES, ROOT, dvc, run
+from tests.conftest import ROOT, copy_project_files, dvc, run
 
 STAGES = ("download", "extract", "train", "evaluate", "report")
 METHODS = ("input", "clhe", "npea", "ours")
@@ -113,13 +113,7 @@ def single_thread():
 def reproduced(tmp_path_factory, single_thread) -> Path:
     """The project on the tiny setting, `dvc repro`'d and committed (dvc.lock, metrics, plots)."""
     repo = tmp_path_factory.mktemp("reproduced") / "repo"
-    for name in PROJECT_FILES:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(source, repo / name)
+    copy_project_files(repo)
     set_params(repo, {f"{s}.{k}": v for s, values in TINY.items() for k, v in values.items()})
     run(["git", "init", "-q"], repo)
     commit(repo, "project")
