@@ -31,9 +31,9 @@ import torch
 from torch import nn
 
 DEFAULT_TILE = 512
-# Measured on the default run's generator (400x400 photo, 192 px tiles), the largest difference
-# from whole-image inference: 5.8 grey levels at 16 px of overlap, 1.9 at 32, 0.54 at 48, 0.22 at
-# 64 (less than the rounding to 8 bits), 0.02 at 96.
+# Measured on the default run's generator (bench/tiling_accuracy.py: 400x400 photo, 192 px
+# tiles), the largest difference from whole-image inference: 9.8 grey levels at 16 px of
+# overlap, 2.5 at 32, 0.9 at 48, 0.20 at 64 (less than the rounding to 8 bits), 0.02 at 96.
 DEFAULT_OVERLAP = 64
 
 
