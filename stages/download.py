@@ -1,8 +1,10 @@
-"""download stage: DPED from mirrors or a local copy, or the embedded sample -> data/raw/dped.zip.
+"""download stage: DPED from mirrors or a local copy, PIRM 2018's DPED pairs, or the embedded
+sample -> data/raw/dped.zip.
 
-Whatever the input (a downloaded zip or tar, a local archive, an extracted folder, or the sample
-built from bundled photos), the output is one zip in the DPED layout, so the extract stage reads
-a single, random-access format, and DVC caches one file instead of 320k small ones.
+Whatever the input (a downloaded zip or tar, a local archive, an extracted folder, the PIRM
+challenge repository, or the sample built from bundled photos), the output is one zip in the DPED
+layout, so the extract stage reads a single, random-access format, and DVC caches one file
+instead of 320k small ones.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import typer
 from stages.common import PARAMS, ParamsError, fail, load_params, pick, section, write_json
 
 KEYS = ("source", "phone", "urls", "sha256", "archive", "retries", "seed", "sample_train_pairs",
-        "sample_test_pairs")
+        "sample_test_pairs", "pirm_urls", "pirm_train", "pirm_test")
 SAMPLE_ORIGIN = "scikit-image bundled photos through a simulated phone camera (gan/sample.py)"
 
 
@@ -28,10 +30,12 @@ def main(
                                    help="partial downloads, kept between runs to resume"),
     progress: bool = typer.Option(True, help="show progress bars"),
 ) -> None:
-    """Fetch DPED (mirrors, or data.archive) or build the sample, as data/raw/dped.zip."""
+    """Fetch DPED or PIRM's DPED pairs (mirrors, or data.archive) or build the sample, as
+    data/raw/dped.zip."""
     from gan.archive import ArchiveError, UnsafeArchiveError
     from gan.dped import LayoutError
     from gan.fetch import DownloadError
+    from gan.pirm import SplitError
 
     try:
         cfg = pick(section(load_params(params), "data", params), KEYS, "data")
@@ -41,11 +45,14 @@ def main(
             info = build_sample(cfg, dest, progress)
         elif cfg["source"] == "dped":
             info = fetch_dped(cfg, dest, downloads, progress)
+        elif cfg["source"] == "pirm":
+            info = fetch_pirm(cfg, dest, downloads, progress)
         else:
-            raise ParamsError(f"data.source must be 'sample' or 'dped', got {cfg['source']!r}")
+            raise ParamsError("data.source must be 'sample', 'dped' or 'pirm', "
+                              f"got {cfg['source']!r}")
         info.update(describe(dest, cfg["phone"]))
         write_json(record, info)
-    except (ParamsError, DownloadError, ArchiveError, UnsafeArchiveError, LayoutError,
+    except (ParamsError, DownloadError, ArchiveError, UnsafeArchiveError, LayoutError, SplitError,
             FileNotFoundError, ValueError) as exc:  # ValueError: a malformed data.sha256 pin
         fail(str(exc))
     typer.echo(f"{dest}: {info['pairs']['train']} training and {info['pairs']['test']} test pairs, "
@@ -70,20 +77,11 @@ def build_sample(cfg: dict, dest: Path, progress: bool) -> dict:
 
 def fetch_dped(cfg: dict, dest: Path, downloads: Path, progress: bool) -> dict:
     from gan.archive import archive_kind, check_zip, to_zip
-    from gan.fetch import DownloadError, download, sha256_of
+    from gan.fetch import download, sha256_of
 
     pin = (cfg["sha256"] or "").strip().lower() or None
     if cfg["archive"]:
-        local = Path(os.path.expanduser(str(cfg["archive"])))
-        if not local.exists():
-            raise FileNotFoundError(f"data.archive: {local} does not exist (give a zip, tar, "
-                                    "tar.gz or an extracted DPED folder)")
-        digest = None
-        if local.is_file():
-            digest = sha256_of(local)
-            if pin and digest != pin:
-                raise DownloadError(f"data.archive: {local} has sha256 {digest}, but data.sha256 "
-                                    f"pins {pin}; fix the pin or use the right file")
+        local, digest = local_copy(cfg["archive"], pin, "DPED")
         to_zip(local, dest, progress=progress)
         return {"source": "dped", "origin": str(local.resolve()),
                 "sha256": digest or sha256_of(dest),
@@ -100,6 +98,69 @@ def fetch_dped(cfg: dict, dest: Path, downloads: Path, progress: bool) -> dict:
         fetched.path.unlink()
     return {"source": "dped", "origin": fetched.url, "sha256": fetched.sha256,
             "sha256_of": "archive"}
+
+
+def fetch_pirm(cfg: dict, dest: Path, downloads: Path, progress: bool) -> dict:
+    """PIRM 2018's DPED iPhone pairs (the ai-challenge repository, from data.pirm_urls or the
+    copy at data.archive), split by PIRM index as data.pirm_train / data.pirm_test say."""
+    from gan.archive import archive_kind, check_zip, to_zip
+    from gan.fetch import download, sha256_of
+    from gan.pirm import PHONE, format_indices, normalise, parse_split
+
+    if cfg["phone"] != PHONE:
+        raise ParamsError(f"data.phone is {cfg['phone']!r}, but data.source: pirm has {PHONE} pairs "
+                          f"only; set data.phone to {PHONE}")
+    train, test = parse_split(cfg["pirm_train"], cfg["pirm_test"])  # before any download
+    pin = (cfg["sha256"] or "").strip().lower() or None
+    if cfg["archive"]:
+        local, digest = local_copy(cfg["archive"], pin, "ai-challenge repository")
+        origin = str(local.resolve())
+    else:
+        urls = [str(u) for u in (cfg["pirm_urls"] or [])]
+        fetched = download(urls, downloads / "pirm", part_dir=downloads, sha256=pin,
+                           retries=int(cfg["retries"]), progress=progress)
+        local, digest, origin = fetched.path, fetched.sha256, fetched.url
+    try:
+        kind = archive_kind(local)
+        if kind == "tar":  # DpedSource reads zips and folders: repack first (42 MB, seconds)
+            repacked = downloads / "pirm-repacked.zip"
+            to_zip(local, repacked, progress=progress)
+            try:
+                done = normalise(repacked, dest, train, test, progress)
+            finally:
+                repacked.unlink(missing_ok=True)
+        else:
+            if kind == "zip":
+                check_zip(local)  # a readable zip without unsafe names, said as such
+            done = normalise(local, dest, train, test, progress)
+    finally:
+        if not cfg["archive"]:
+            local.unlink(missing_ok=True)  # the download was complete; only dest is kept
+    return {"source": "pirm", "origin": origin, "sha256": digest or sha256_of(dest),
+            "sha256_of": "archive" if digest else "zip normalised from the folder",
+            "pirm_root": done.root,
+            # The K-th pair of a split is the K-th of its PIRM indices in increasing order.
+            "pirm_indices": {"train": format_indices(done.train),
+                             "test": format_indices(done.test)},
+            "pirm_full_size": done.full_size}
+
+
+def local_copy(archive: object, pin: str | None, what: str) -> tuple[Path, str | None]:
+    """data.archive as a path that exists, and its sha256 when it is a file (checked against the
+    pin); a folder has no digest of its own."""
+    from gan.fetch import DownloadError, sha256_of
+
+    local = Path(os.path.expanduser(str(archive)))
+    if not local.exists():
+        raise FileNotFoundError(f"data.archive: {local} does not exist (give a zip, tar, "
+                                f"tar.gz or an extracted {what} folder)")
+    digest = None
+    if local.is_file():
+        digest = sha256_of(local)
+        if pin and digest != pin:
+            raise DownloadError(f"data.archive: {local} has sha256 {digest}, but data.sha256 "
+                                f"pins {pin}; fix the pin or use the right file")
+    return local, digest
 
 
 def describe(dest: Path, phone: str) -> dict:

@@ -22,7 +22,8 @@ from stages.app import app
 
 def data_params(path: Path, **changes) -> Path:
     data = {"source": "sample", "phone": "iphone", "urls": [], "sha256": None, "archive": None,
-            "retries": 0, "seed": 0, "sample_train_pairs": 30, "sample_test_pairs": 10, **changes}
+            "retries": 0, "seed": 0, "sample_train_pairs": 30, "sample_test_pairs": 10,
+            "pirm_urls": [], "pirm_train": "0-159", "pirm_test": "160-399", **changes}
     path.write_text(yaml.safe_dump({"data": data}))
     return path
 
@@ -161,4 +162,4 @@ def test_every_mirror_failing_explains_each_and_the_local_alternative(tmp_path, 
 def test_an_unknown_source_is_refused(tmp_path):
     result = run_download(tmp_path, source="flickr")
     assert result.exit_code == 1
-    assert "data.source must be 'sample' or 'dped'" in result.output
+    assert "data.source must be 'sample', 'dped' or 'pirm', got 'flickr'" in result.output

@@ -1,0 +1,251 @@
+"""DPED pairs from the PIRM 2018 challenge repository, normalised to the DPED release layout.
+
+DPED's official host answers 403, but the PIRM 2018 challenge repository (github.com/aiff22/
+ai-challenge) still serves 400 DPED iPhone/Canon validation pairs and 4 full-size phone photos::
+
+    <root>dped/patches/iphone/N.jpg    <root>dped/patches/canon/N.jpg    (100x100, N = 0..399)
+    <root>dped/HD_res/*.png                                               (full-size phone photos)
+
+(JPEGs in HD_res/ are taken too: gan/dped.py reads both as full-size photos.)
+
+``<root>`` is ``ai-challenge-master/`` in GitHub's archive zip and empty in a folder extracted
+below it; it is found wherever it lies, and the rest of the repository (super-resolution data,
+pretrained models) is ignored. ``normalise`` writes the pairs of a train/test split, chosen by
+PIRM index, as one zip in the layout gan/dped.py reads (``dped/iphone/training_data/...``,
+``dped/iphone/test_data/...``), so the later stages need no PIRM-specific code. Within a split
+the pairs are renumbered K = 0..count-1 in increasing PIRM index order (DPED numbers from 0
+without gaps); the member bytes are copied unchanged, never re-encoded.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from tqdm import tqdm
+
+from gan.archive import _new_zip, _write_entry
+from gan.dped import DSLR, FULL_SIZE_FOLDER, SPLIT_FOLDERS, DpedSource, LayoutError, _natural_key
+
+PHONE = "iphone"  # PIRM's DPED track has iPhone pairs only
+ROOT = f"dped/{PHONE}/"  # where the normalised zip puts them, as the DPED release does
+EXPECTED = ("<anything>/dped/patches/iphone/N.jpg beside <anything>/dped/patches/canon/N.jpg "
+            "(and full-size photos in <anything>/dped/HD_res/*.png)")
+_PATCH_RE = re.compile(r"^(?P<root>(?:.*/)?)dped/patches/(?P<side>iphone|canon)/(?P<index>\d+)\.jpe?g$",
+                       re.IGNORECASE)
+_FULL_RE = re.compile(r"^(?P<root>(?:.*/)?)dped/HD_res/[^/]+\.(?:png|jpe?g)$", re.IGNORECASE)
+_INSIDE_DPED_RE = re.compile(r"^patches/(?:iphone|canon)/\d+\.jpe?g$", re.IGNORECASE)  # dped/ itself
+_RANGE_RE = re.compile(r"^(\d+)(?:\s*-\s*(\d+))?$")
+_SHOWN_RANGES = 8  # a message names at most this many ranges of indices
+
+
+class SplitError(ValueError):
+    """data.pirm_train / data.pirm_test is malformed, empty, overlapping or names absent pairs."""
+
+
+@dataclass
+class PirmLayout:
+    root: str  # prefix of dped/ inside the source, e.g. 'ai-challenge-master/'
+    pairs: dict[int, tuple[str, str]] = field(default_factory=dict)  # index -> (phone, dslr) names
+    one_sided: dict[int, str] = field(default_factory=dict)  # index -> the side that exists
+    full_size: list[str] = field(default_factory=list)  # names, in natural order
+
+
+@dataclass
+class Normalised:
+    """What ``normalise`` wrote: the PIRM index of each pair, position K being its new number."""
+
+    root: str
+    train: list[int]
+    test: list[int]
+    full_size: list[str]  # base names, as in the source
+
+
+def parse_indices(spec: object, key: str) -> list[int]:
+    """'0-159' / '0-99,200-299' / 7 -> the sorted indices (inclusive ranges, duplicates merged);
+    an empty string or null -> [].
+
+    ``key`` names the param in errors. A bool is refused although YAML makes it an int, and so is
+    anything that is not an int or a string: the split is a param people type, so a typo must
+    not silently become another split.
+    """
+    if spec is None or (isinstance(spec, str) and not spec.strip()):
+        return []  # parse_split says the split is empty, naming it
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        spec = str(spec)
+    if not isinstance(spec, str):
+        raise SplitError(f"{key}: expected a string of inclusive index ranges such as '0-159' or "
+                         f"'0-99,200-299' (or one integer), got {spec!r}")
+    indices: set[int] = set()
+    parts = [p.strip() for p in spec.split(",")]
+    for part in parts:
+        where = f"{part!r} in {spec!r}" if len(parts) > 1 else repr(part)
+        m = _RANGE_RE.match(part)
+        if not m:
+            raise SplitError(f"{key}: {where} is not an index or a range 'A-B' of non-negative "
+                             "integers (ranges are comma-separated, e.g. '0-99,200-299')")
+        first, last = int(m[1]), int(m[2] if m[2] is not None else m[1])
+        if last < first:
+            raise SplitError(f"{key}: the range {where} runs backwards; write {last}-{first}")
+        indices.update(range(first, last + 1))
+    return sorted(indices)
+
+
+def format_indices(indices: Sequence[int], limit: int | None = None) -> str:
+    """[0, 1, 2, 5, 7, 8] -> '0-2,5,7-8', the form parse_indices reads. Beyond ``limit`` ranges,
+    the first ``limit``, '...' and the last one (the caller says how many indices there are)."""
+    ranges: list[str] = []
+    values = sorted(set(indices))
+    start = 0
+    for k in range(1, len(values) + 1):
+        if k == len(values) or values[k] != values[k - 1] + 1:
+            first, last = values[start], values[k - 1]
+            ranges.append(str(first) if first == last else f"{first}-{last}")
+            start = k
+    if limit is not None and len(ranges) > limit:
+        return ",".join(ranges[:limit] + ["...", ranges[-1]])
+    return ",".join(ranges)
+
+
+def parse_split(train_spec: object, test_spec: object,
+                keys: tuple[str, str] = ("data.pirm_train", "data.pirm_test")) -> tuple[list[int], list[int]]:
+    """Both splits, checked for what the params alone can tell: format, emptiness, overlap.
+
+    Whether the source holds every index is ``check_split``'s job, once the source is at hand;
+    this runs first, so a typo fails before a download.
+    """
+    train, test = parse_indices(train_spec, keys[0]), parse_indices(test_spec, keys[1])
+    _check_disjoint(train, test, keys)
+    return train, test
+
+
+def _check_disjoint(train: Sequence[int], test: Sequence[int], keys: tuple[str, str]) -> None:
+    """Neither split empty, no pair in both."""
+    for key, indices in zip(keys, (train, test)):
+        if not indices:
+            raise SplitError(f"{key}: the split is empty; give at least one PIRM index")
+    shared = sorted(set(train) & set(test))
+    if shared:
+        raise SplitError(f"{keys[0]} ({format_indices(train, _SHOWN_RANGES)}) and {keys[1]} "
+                         f"({format_indices(test, _SHOWN_RANGES)}) share {_count(shared)}: "
+                         f"{format_indices(shared, _SHOWN_RANGES)}; a pair must be in one split "
+                         "only, or the test scores measure memory")
+
+
+def _count(indices: Sequence[int]) -> str:
+    return f"{len(indices)} {'index' if len(indices) == 1 else 'indices'}"
+
+
+def find_pirm(names: Sequence[str], where: object = "the source") -> PirmLayout:
+    """Locate PIRM's dped/ folder among the file names of a source (``where`` names it in errors).
+
+    Raises LayoutError when no patch is found (saying what was expected and what the source
+    holds instead), when several folders hold PIRM patches (ambiguous), or when no index has
+    both sides.
+    """
+    sides: dict[str, dict[str, dict[int, str]]] = {}
+    full: dict[str, list[str]] = {}
+    for name in names:
+        if m := _PATCH_RE.match(name):
+            sides.setdefault(m["root"], {}).setdefault(m["side"].lower(), {})[int(m["index"])] = name
+        elif m := _FULL_RE.match(name):
+            full.setdefault(m["root"], []).append(name)
+    if not sides:
+        raise LayoutError(f"{where}: no PIRM 2018 DPED patches; expected {EXPECTED}, as in the "
+                          f"ai-challenge repository, but found {_summary(names)}")
+    if len(sides) > 1:
+        raise LayoutError(f"{where}: several PIRM DPED folders: "
+                          f"{', '.join(r + 'dped/' for r in sorted(sides))}; keep one copy")
+    root, found = next(iter(sides.items()))
+    phone, dslr = found.get(PHONE, {}), found.get(DSLR, {})
+    layout = PirmLayout(root=root)
+    for index in sorted(phone.keys() | dslr.keys()):
+        if index in phone and index in dslr:
+            layout.pairs[index] = (phone[index], dslr[index])
+        else:
+            layout.one_sided[index] = PHONE if index in phone else DSLR
+    if not layout.pairs:
+        raise LayoutError(f"{where}: {root}dped/patches/ holds {len(phone)} {PHONE} and {len(dslr)} "
+                          f"{DSLR} patches but no index on both sides; expected {EXPECTED}")
+    layout.full_size = sorted(full.get(root, []), key=_natural_key)
+    return layout
+
+
+def _summary(names: Sequence[str]) -> str:
+    """What a source holds instead of the PIRM layout, in a few words, with a hint if it is DPED."""
+    if not names:
+        return "no files at all"
+    tops = sorted({n.split("/", 1)[0] + ("/" if "/" in n else "") for n in names})
+    shown = ", ".join(tops[:6]) + (f" and {len(tops) - 6} more" if len(tops) > 6 else "")
+    text = f"{len(names)} files under {shown}"
+    if any("/training_data/" in "/" + n for n in names):
+        text += ("; this looks like the DPED release layout (training_data/...), which "
+                 "data.source: dped reads")
+    elif any(_INSIDE_DPED_RE.match(n) for n in names):
+        text += ("; this is the dped/ folder itself: point at the folder that holds dped/ "
+                 "(the repository's top folder)")
+    return text
+
+
+def check_split(layout: PirmLayout, train: Sequence[int], test: Sequence[int], where: object,
+                keys: tuple[str, str] = ("data.pirm_train", "data.pirm_test")) -> None:
+    """Both splits non-empty and disjoint, and every index a pair of the source: the absent ones
+    are named (abbreviated)."""
+    _check_disjoint(train, test, keys)
+    have = format_indices(layout.pairs, _SHOWN_RANGES)
+    for key, indices in zip(keys, (train, test)):
+        absent = [i for i in indices if i not in layout.pairs]
+        if not absent:
+            continue
+        one_sided = [i for i in absent if i in layout.one_sided]
+        detail = ""
+        if one_sided:
+            detail = (f"; of these, {format_indices(one_sided, _SHOWN_RANGES)} "
+                      f"{'has' if len(one_sided) == 1 else 'have'} one side only")
+        raise SplitError(f"{key} names {_count(indices)}; {where} has no pair for "
+                         f"{len(absent)} of them: {format_indices(absent, _SHOWN_RANGES)}{detail}; "
+                         f"the pairs it has are {have}")
+
+
+def normalise(src: Path, dest: Path, train: Sequence[int], test: Sequence[int],
+              progress: bool = False) -> Normalised:
+    """Write the PIRM pairs of ``train`` and ``test`` (PIRM indices) from ``src`` (a zip or an
+    extracted folder) as the DPED-layout zip ``dest``, atomically.
+
+    Everything is checked before a byte is written (layout, split: ``check_split``); on any error
+    ``dest`` is left as it was and no temporary file remains.
+    """
+    src, dest = Path(src), Path(dest)
+    with DpedSource(src) as source:
+        layout = find_pirm(source.names(), src)
+        check_split(layout, train, test, src)
+        splits = {"train": sorted(set(train)), "test": sorted(set(test))}
+        tmp = dest.with_name(dest.name + ".tmp")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with _new_zip(tmp) as out, tqdm(total=sum(map(len, splits.values())), unit="pair",
+                                            desc="pirm", disable=not progress) as bar:
+                for split, indices in splits.items():
+                    folder = ROOT + SPLIT_FOLDERS[split]
+                    for k, index in enumerate(indices):
+                        for side, name in zip((PHONE, DSLR), layout.pairs[index]):
+                            _copy(source, name, out, f"{folder}{side}/{k}.jpg")
+                        bar.update()
+                for name in layout.full_size:
+                    _copy(source, name, out, ROOT + FULL_SIZE_FOLDER + name.rsplit("/", 1)[-1])
+            os.replace(tmp, dest)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    return Normalised(root=layout.root, train=splits["train"], test=splits["test"],
+                      full_size=[n.rsplit("/", 1)[-1] for n in layout.full_size])
+
+
+def _copy(source: DpedSource, name: str, out: zipfile.ZipFile, target: str) -> None:
+    data = source.read(name)  # ValueError names the archive and member when it is damaged
+    _write_entry(out, target, len(data), io.BytesIO(data))
