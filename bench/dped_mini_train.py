@@ -33,7 +33,7 @@ from gan.metrics import mean_finite, ms_ssim, psnr  # noqa: E402
 from gan.networks import macs_per_pixel  # noqa: E402
 from gan.patches import PatchPairs, data_fingerprint, to_tensor  # noqa: E402
 from gan.train import Dist, Trainer  # noqa: E402
-from stages.train import LOSS_KEYS, MODEL_KEYS, TRAIN_KEYS, build_spec  # noqa: E402
+from gan.train import RunSpec  # noqa: E402
 
 DPED_MINI = ROOT.parent / "shared" / "dped-mini" / "iphone"
 
@@ -74,13 +74,11 @@ def main() -> None:
         rows = [("input (identity)", score(raw_phone, raw_dslr),
                  score(aligned_phone, aligned_dslr), "", "")]
         for kind in ("dense_unet", "dped_resnet"):
-            values = {"model": {k: params["model"][k] for k in MODEL_KEYS},
-                      "loss": {k: params["loss"][k] for k in LOSS_KEYS},
-                      "train": {k: params["train"][k] for k in TRAIN_KEYS}}
+            values = {name: dict(params[name]) for name in ("model", "loss", "train")}
             values["model"]["generator"] = kind
             values["train"].update(steps=args.steps, val_every=args.steps,
                                    checkpoint_every=args.steps, val_patches=len(test))
-            spec = build_spec(values, data_fingerprint(work / "patches"))
+            spec = RunSpec.from_params(values, data_fingerprint(work / "patches"))
             trainer = Trainer(spec, work / "patches", work / f"{kind}.pt", Dist())
             started = time.perf_counter()
             trainer.fit()

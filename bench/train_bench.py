@@ -1,14 +1,20 @@
-"""Training throughput: patches/s of the full GAN step at 96x96, and peak memory.
+"""Training throughput in fp32 and bf16, and what bf16 does to the model after the same steps.
 
-    python bench/train_bench.py                      # CPU: the committed settings
-    python bench/train_bench.py --device cuda --batch 64 128 256 --steps 30
+    python bench/train_bench.py                                  # CPU: both precisions
+    python bench/train_bench.py --quality-steps 300              # + longer quality check
+    python bench/train_bench.py --device cuda --batch 64 256 --compile both --quality-steps 0
 
-One step is what `dvc repro train` runs: G forward, D forward/backward on real and generated
-patches, G backward through the VGG19 perceptual loss (conv5_4), MS-SSIM and the GAN term.
-Patches are random (speed does not depend on content), written as the extract stage's arrays.
-Each configuration gets warm-up steps, then timed steps; the DenseUNet and the DPED ResNet are
-measured in the same run, so their ratio is fair. On CUDA the step runs in bf16 autocast with
-channels_last (the trainer's settings) and peak memory is torch's max allocated.
+1. Speed: patches/s of the full GAN step at 96x96, per precision (and batch, and generator), in
+   one run, so the ratios are fair. One step is what `dvc repro train` runs: G forward, D
+   forward/backward on real and generated patches, G backward through the VGG19 perceptual loss
+   (conv5_4), MS-SSIM and the GAN term. Random patches (speed does not depend on content),
+   written as the extract stage's arrays. Each configuration gets warm-up steps, then timed
+   steps. Peak memory: the process's max RSS on the CPU (it only grows down the table), torch's
+   max allocated per configuration on CUDA.
+2. Quality: the committed params trained ``--quality-steps`` steps in each precision from the
+   same seed on the same batches (real DPED pairs from ../shared/dped-mini when present, else
+   the simulated sample), then validated in fp32 on the test pairs: the PSNR / MS-SSIM of the
+   two runs and their difference.
 """
 
 from __future__ import annotations
@@ -27,8 +33,14 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gan.train import Dist, Trainer  # noqa: E402
-from stages.train import LOSS_KEYS, MODEL_KEYS, TRAIN_KEYS, build_spec  # noqa: E402
+from gan.dped import DpedSource, find_layout  # noqa: E402
+from gan.extract import ExtractConfig, extract  # noqa: E402
+from gan.patches import data_fingerprint  # noqa: E402
+from gan.runtime import cpu_has_native_bf16  # noqa: E402
+from gan.sample import write_sample_zip  # noqa: E402
+from gan.train import Dist, RunSpec, Trainer  # noqa: E402
+
+DPED_MINI = ROOT.parent / "shared" / "dped-mini" / "iphone"
 
 
 def fake_patches(folder: Path, count: int) -> None:
@@ -40,16 +52,21 @@ def fake_patches(folder: Path, count: int) -> None:
                     rng.integers(0, 256, (count, 96, 96, 3), dtype=np.uint8))
 
 
-def measure(kind: str, batch: int, device: str, steps: int, warmup: int, vgg: str,
-            folder: Path) -> dict[str, float]:
+def spec(data: str, **train) -> RunSpec:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    values = {"model": {k: params["model"][k] for k in MODEL_KEYS},
-              "loss": {k: params["loss"][k] for k in LOSS_KEYS},
-              "train": {k: params["train"][k] for k in TRAIN_KEYS}}
-    values["model"]["generator"] = kind
-    values["loss"]["vgg_weights"] = vgg
-    values["train"].update(steps=10**9, batch_size=batch, device=device, val_patches=8)
-    trainer = Trainer(build_spec(values, "bench"), folder, folder / "unused.pt", Dist())
+    values = {name: dict(params[name]) for name in ("model", "loss", "train")}
+    generator = train.pop("generator", None)
+    if generator:
+        values["model"]["generator"] = generator
+    values["train"].update(train)
+    return RunSpec.from_params(values, data)
+
+
+def measure(kind: str, batch: int, device: str, precision: str, compile_: bool, steps: int,
+            warmup: int, folder: Path) -> dict[str, float]:
+    run = spec("bench", generator=kind, steps=10**9, batch_size=batch, device=device,
+               precision=precision, compile=compile_, val_patches=8)
+    trainer = Trainer(run, folder, folder / "unused.pt", Dist())
     cuda = trainer.device.type == "cuda"
     for _ in range(warmup):
         trainer.optimize()
@@ -68,35 +85,80 @@ def measure(kind: str, batch: int, device: str, steps: int, warmup: int, vgg: st
             "peak_mb": peak / 2**20}
 
 
+def real_patches(folder: Path) -> str:
+    """Aligned patches of dped-mini (or of a small sample when it is absent); what they are."""
+    if DPED_MINI.is_dir():
+        source, what = DPED_MINI, "dped-mini (real DPED iPhone pairs)"
+    else:
+        source, what = folder.parent / "sample.zip", "the simulated sample"
+        write_sample_zip(source, "iphone", train_pairs=400, test_pairs=80, seed=0)
+    with DpedSource(source) as opened:
+        layout = find_layout(opened.names(), "iphone")
+    summary = extract(source, layout, folder, ExtractConfig(), workers=1)
+    return f"{what}: {summary.kept} aligned pairs"
+
+
+def quality(steps: int, device: str, folder: Path) -> None:
+    print(f"\nquality after {steps} steps, same seed and batches, validated in fp32:")
+    scores = {}
+    for precision in ("fp32", "bf16"):
+        run = spec(data_fingerprint(folder), steps=steps, device=device, precision=precision,
+                   val_every=steps, checkpoint_every=steps, val_patches=10**6)
+        trainer = Trainer(run, folder, folder.parent / f"{precision}.pt", Dist())
+        started = time.perf_counter()
+        result = trainer.fit()
+        scores[precision] = result.validation
+        print(f"  {precision}: PSNR {result.validation['psnr']:.3f} dB, MS-SSIM "
+              f"{result.validation['ms_ssim']:.4f} (input {result.baseline['psnr']:.3f} dB); "
+              f"{time.perf_counter() - started:.0f} s", flush=True)
+    print(f"  bf16 - fp32: {scores['bf16']['psnr'] - scores['fp32']['psnr']:+.3f} dB, "
+          f"MS-SSIM {scores['bf16']['ms_ssim'] - scores['fp32']['ms_ssim']:+.4f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch", type=int, nargs="+", default=[8])
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--vgg", default="random", help="random | imagenet | a path (speed is the same)")
-    parser.add_argument("--generators", nargs="+", default=["dense_unet", "dped_resnet"])
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
+    parser.add_argument("--compile", choices=["off", "on", "both"], default="off")
+    parser.add_argument("--generators", nargs="+", default=["dense_unet"])
+    parser.add_argument("--quality-steps", type=int, default=200,
+                        help="steps of the fp32-vs-bf16 quality check (0: skip it)")
     args = parser.parse_args()
-    name = torch.cuda.get_device_name() if args.device == "cuda" else f"{torch.get_num_threads()} CPU threads"
+    if args.device == "cuda":
+        name = torch.cuda.get_device_name()
+    else:
+        name = (f"{torch.get_num_threads()} CPU threads, bf16 hardware: "
+                f"{'yes' if cpu_has_native_bf16() else 'no'}")
     print(f"machine: {name}, torch {torch.__version__}")
+    compiles = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "patches"
         fake_patches(folder, max(256, max(args.batch)))
-        print(f"{'generator':12} {'batch':>5} {'patches/s':>10} {'s/step':>8} {'peak MB':>8}")
+        print(f"{'generator':12} {'batch':>5} {'precision':>9} {'compile':>7} {'patches/s':>10} "
+              f"{'s/step':>8} {'peak MB':>8}")
         results = {}
         for kind in args.generators:
             for batch in args.batch:
-                r = measure(kind, batch, args.device, args.steps, args.warmup, args.vgg, folder)
-                results[(kind, batch)] = r
-                print(f"{kind:12} {batch:5d} {r['patches_per_s']:10.1f} {r['step_s']:8.3f} "
-                      f"{r['peak_mb']:8.0f}", flush=True)
-        if len(args.generators) == 2:
-            for batch in args.batch:
-                a, b = (results[(k, batch)]["patches_per_s"] for k in args.generators)
-                print(f"batch {batch}: {args.generators[0]} trains {a / b:.2f}x as fast as "
-                      f"{args.generators[1]}")
-    print("(peak memory on the CPU is the process's max RSS so far, so it only grows down the "
-          "table; on CUDA it is torch's max allocated per configuration)")
+                for compile_ in compiles:
+                    for precision in args.precisions:
+                        r = measure(kind, batch, args.device, precision, compile_, args.steps,
+                                    args.warmup, folder)
+                        results[(kind, batch, compile_, precision)] = r
+                        print(f"{kind:12} {batch:5d} {precision:>9} {str(compile_):>7} "
+                              f"{r['patches_per_s']:10.1f} {r['step_s']:8.3f} "
+                              f"{r['peak_mb']:8.0f}", flush=True)
+        base = results[(args.generators[0], args.batch[0], compiles[0], args.precisions[0])]
+        for key, r in results.items():
+            print(f"{' '.join(map(str, key))}: {r['patches_per_s'] / base['patches_per_s']:.2f}x "
+                  f"the first row")
+        if args.quality_steps > 0:
+            data = Path(tmp) / "real" / "patches"
+            data.parent.mkdir()
+            print("\n" + real_patches(data))
+            quality(args.quality_steps, args.device, data)
 
 
 if __name__ == "__main__":

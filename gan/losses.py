@@ -233,9 +233,10 @@ class PerceptualLoss(nn.Module):
         self.vgg = VGGFeatures(weights, use_input_norm=use_input_norm, seed=seed)
 
     def forward(self, fake: Tensor, real: Tensor) -> Tensor:
-        fake_features = self.vgg(fake)
+        # The distance in fp32 even when the VGG19 runs under bf16 autocast.
+        fake_features = self.vgg(fake).float()
         with torch.no_grad():
-            real_features = self.vgg(real)
+            real_features = self.vgg(real).float()
         if self.distance == "l1":
             return F.l1_loss(fake_features, real_features)
         return F.mse_loss(fake_features, real_features)

@@ -9,13 +9,16 @@ checkpoint file, written atomically every ``checkpoint_every`` steps.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
+import math
 import os
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,17 +30,23 @@ from torch import nn
 from gan.checkpoint import atomic_torch_save
 from gan.losses import GeneratorLoss, LossWeights, adversarial_d_loss
 from gan.metrics import mean_finite, ms_ssim, psnr
-from gan.networks import build_discriminator, build_generator
+from gan.networks import GENERATORS, build_discriminator, build_generator
 from gan.patches import PatchPairs
-from gan.runtime import keep_freed_memory, resolve_device
+from gan.runtime import keep_freed_memory, resolve_device, resolve_precision
 
-# Source files whose content decides what a checkpoint means: a resumed run must not continue
-# from weights that another version of the code produced.
-_CODE = [Path(__file__).with_name(n) for n in ("networks.py", "losses.py", "train.py", "patches.py")]
+# train.* keys that do not change what a training step computes: a checkpoint made with other
+# values of these is continued. ``steps`` is among them so that a longer run continues a
+# shorter one; ``device`` and ``precision`` so that a run moves between machines.
+RUN_ONLY_KEYS = ("steps", "device", "precision", "log_every", "val_every", "val_patches",
+                 "checkpoint_every", "compile")
 
 
 class TrainingDiverged(RuntimeError):
     """A loss became NaN or infinite; the message names the step and the term."""
+
+
+class SettingsError(ValueError):
+    """A params value the trainer cannot use; the message names the key."""
 
 
 @dataclass
@@ -56,6 +65,9 @@ class TrainConfig:
     checkpoint_every: int = 100
     compile: bool = False
     gpus: int = 1  # processes under torchrun (GPUs on CUDA; gloo processes on the CPU)
+    precision: str = "auto"  # auto | fp32 | bf16 (autocast of G, D and VGG19; see Trainer)
+    ema: float = 0.0  # decay of an exponential moving average of G's weights; 0: none
+    lr_cosine_steps: int = 0  # 0: constant lr; N: both lrs follow a cosine from lr to 0 over N steps
 
 
 @dataclass
@@ -72,17 +84,76 @@ class RunSpec:
     train: TrainConfig
     data: str  # fingerprint of the patch set (gan.patches.data_fingerprint)
 
+    # params.yaml keys of each section that a run reads (dvc.yaml tracks whole sections).
+    MODEL_KEYS = ("generator", "depth", "base_width", "growth_rate", "layers_per_block",
+                  "global_residual", "resnet_width", "resnet_blocks", "d_width", "d_layers")
+    LOSS_KEYS = ("perceptual", "adversarial", "msssim", "pixel", "vgg_weights", "distance",
+                 "msssim_win")
+    TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig))
+
+    @classmethod
+    def from_params(cls, params: dict[str, dict[str, Any]], data: str) -> RunSpec:
+        """The run that the ``model``, ``loss`` and ``train`` sections of params.yaml describe
+        (flat keys -> the library's configs); ``data`` is the patch set's fingerprint.
+        Raises SettingsError naming the key of a missing or unusable value."""
+        sections = {}
+        for name, keys in (("model", cls.MODEL_KEYS), ("loss", cls.LOSS_KEYS),
+                           ("train", cls.TRAIN_KEYS)):
+            values = params.get(name)
+            if not isinstance(values, dict):
+                raise SettingsError(f"section {name!r} is missing or not a mapping")
+            missing = [k for k in keys if k not in values]
+            if missing:
+                raise SettingsError(f"{name} lacks {', '.join(missing)}")
+            sections[name] = {k: values[k] for k in keys}
+        m, loss, t = sections["model"], sections["loss"], sections["train"]
+        if m["generator"] not in GENERATORS:
+            raise SettingsError(f"model.generator must be one of {', '.join(GENERATORS)}, "
+                                f"got {m['generator']!r}")
+        if m["generator"] == "dense_unet":
+            generator_config = {k: m[k] for k in ("depth", "base_width", "growth_rate",
+                                                 "layers_per_block", "global_residual")}
+        else:
+            generator_config = {"width": m["resnet_width"], "blocks": m["resnet_blocks"]}
+        train = TrainConfig(**t)
+        for key in ("steps", "batch_size", "log_every", "val_every", "val_patches",
+                    "checkpoint_every", "gpus"):
+            if int(getattr(train, key)) < 1:
+                raise SettingsError(f"train.{key} must be at least 1, got {getattr(train, key)}")
+        if int(train.lr_cosine_steps) < 0:
+            raise SettingsError(f"train.lr_cosine_steps must be 0 (constant lr) or more, got "
+                                f"{train.lr_cosine_steps}")
+        if not 0.0 <= float(train.ema) < 1.0:
+            raise SettingsError(f"train.ema must be in [0, 1) (0: no average), got {train.ema}")
+        try:
+            weights = LossWeights(perceptual=loss["perceptual"], adversarial=loss["adversarial"],
+                                  msssim=loss["msssim"], pixel=loss["pixel"])
+        except ValueError as exc:
+            raise SettingsError(f"loss: {exc}") from None
+        return cls(generator=m["generator"], generator_config=generator_config,
+                   discriminator_config={"width": m["d_width"], "layers": m["d_layers"]},
+                   loss=weights, vgg_weights=str(loss["vgg_weights"]), distance=loss["distance"],
+                   msssim_win=int(loss["msssim_win"]), train=train, data=data)
+
+    def settings(self) -> dict[str, Any]:
+        """What decides the result of the run, as flat ``section.key`` entries: the networks,
+        the loss, the training settings except RUN_ONLY_KEYS, and the data's fingerprint. Code
+        is not part of it: an edit to a docstring must not throw a long run away."""
+        flat: dict[str, Any] = {"model.generator": self.generator}
+        flat.update({f"model.{k}": v for k, v in sorted(self.generator_config.items())})
+        flat.update({f"model.d_{k}": v for k, v in sorted(self.discriminator_config.items())})
+        flat.update({f"loss.{k}": v for k, v in asdict(self.loss).items()})
+        flat.update({"loss.vgg_weights": self.vgg_weights, "loss.distance": self.distance,
+                     "loss.msssim_win": self.msssim_win})
+        flat.update({f"train.{k}": v for k, v in asdict(self.train).items()
+                     if k not in RUN_ONLY_KEYS})
+        flat["data"] = self.data
+        return flat
+
     def fingerprint(self) -> str:
-        """Hash of what changes the result; ``steps`` is left out so a longer run can continue a
-        shorter one, and logging, checkpoint and device choices are left out as well."""
-        train = asdict(self.train)
-        for key in ("steps", "device", "log_every", "checkpoint_every", "compile"):
-            train.pop(key)
-        spec = {**asdict(self), "train": train}
-        digest = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode())
-        for path in _CODE:
-            digest.update(path.read_bytes())
-        return digest.hexdigest()[:16]
+        """A short hash of :meth:`settings`."""
+        text = json.dumps(self.settings(), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -123,7 +194,13 @@ class TrainResult:
 
 
 class Trainer:
-    """One GAN training run on the patches in ``data_dir``; checkpoints go to ``checkpoint``."""
+    """One GAN training run on the patches in ``data_dir``; checkpoints go to ``checkpoint``.
+
+    Precision: with ``train.precision`` bf16 (auto picks it on CUDA and on CPUs with bf16
+    hardware) the convolutions of G, D and the VGG19 run under bf16 autocast in channels_last;
+    the weights, the optimisers, the generator's output (its global residual adds the bf16
+    correction to the fp32 input in fp32), the MS-SSIM loss and every metric stay fp32.
+    """
 
     def __init__(self, spec: RunSpec, data_dir: Path, checkpoint: Path, distributed: Dist):
         cfg = spec.train
@@ -132,6 +209,7 @@ class Trainer:
         self.checkpoint = Path(checkpoint)
         self.device = resolve_device(cfg.device, distributed.local_rank)
         self.cuda = self.device.type == "cuda"
+        self.amp_dtype = resolve_precision(cfg.precision, self.device)
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.generator = build_generator(spec.generator, spec.generator_config).to(self.device)
         self.discriminator = build_discriminator(spec.discriminator_config).to(self.device)
@@ -143,17 +221,26 @@ class Trainer:
         self.generator.to(memory_format=torch.channels_last)
         self.discriminator.to(memory_format=torch.channels_last)
         self.criterion.to(memory_format=torch.channels_last)
+        # The average of G's weights over the recent steps (Polyak averaging), which is what
+        # gets saved and validated when train.ema > 0: on a small data set the last weights
+        # wander with the last batches, their average does not.
+        self.ema_generator = None
+        if cfg.ema > 0:
+            self.ema_generator = copy.deepcopy(self.generator).requires_grad_(False)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr_g,
                                       betas=(cfg.beta1, cfg.beta2))
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr_d,
                                       betas=(cfg.beta1, cfg.beta2))
-        self.g, self.d = self.generator, self.discriminator  # what the step calls
+        # What the step calls. The generator step calls D directly, never through DDP: its
+        # weights are frozen there, so there is nothing for DDP to all-reduce.
+        self.g, self.d, self.d_frozen = self.generator, self.discriminator, self.discriminator
         if distributed.world > 1:
             ids = [self.device.index] if self.cuda else None
             self.g = nn.parallel.DistributedDataParallel(self.generator, device_ids=ids)
             self.d = nn.parallel.DistributedDataParallel(self.discriminator, device_ids=ids)
         if cfg.compile:
             self.g, self.d = torch.compile(self.g), torch.compile(self.d)
+            self.d_frozen = torch.compile(self.discriminator)
         self.adversarial = spec.loss.adversarial > 0  # without the GAN term D is not trained
         self.train_data = PatchPairs(data_dir, "train", (distributed.rank, distributed.world))
         self.val_phone, self.val_dslr = self._validation_set(PatchPairs(data_dir, "test"))
@@ -166,6 +253,15 @@ class Trainer:
         self._seconds_before = 0.0  # sessions before this one, from the checkpoint
         self._session_started: float | None = None
 
+    @property
+    def output_generator(self) -> nn.Module:
+        """The generator this run produces: the weight average when train.ema > 0."""
+        return self.ema_generator if self.ema_generator is not None else self.generator
+
+    @property
+    def precision(self) -> str:
+        return "bf16" if self.amp_dtype == torch.bfloat16 else "fp32"
+
     def seconds_so_far(self) -> float:
         if self._session_started is None:
             return self._seconds_before
@@ -173,7 +269,9 @@ class Trainer:
 
     # -- the GAN step ---------------------------------------------------------------------
     def _autocast(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.cuda else nullcontext()
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def _to_device(self, x: torch.Tensor) -> torch.Tensor:
         return x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
@@ -190,16 +288,28 @@ class Trainer:
                 "d_fake": torch.sigmoid(fake_logits).mean().item()}
 
     def backward_g(self, fake: torch.Tensor, real: torch.Tensor) -> dict[str, float]:
-        """L_G on the generated patches, with D's opinion of them when the GAN term is on."""
-        with self._autocast():
-            fake_logits = self.d(fake).float() if self.adversarial else None
-            total, terms = self.criterion(fake.float(), real, fake_logits)
-        self._check_finite(terms)
-        total.backward()
+        """L_G on the generated patches, with D's opinion of them when the GAN term is on.
+
+        D's weights are frozen meanwhile (pix2pix's ``set_requires_grad(D, False)``): the
+        gradient flows through D into the generated patches, but D's own weight gradients,
+        which its next step would discard, are never computed.
+        """
+        fake_logits = None
+        self.discriminator.requires_grad_(False)
+        try:
+            with self._autocast():
+                if self.adversarial:
+                    fake_logits = self.d_frozen(fake).float()
+                total, terms = self.criterion(fake.float(), real, fake_logits)
+            self._check_finite(terms)
+            total.backward()
+        finally:
+            self.discriminator.requires_grad_(True)
         return {name: value.item() for name, value in terms.items()}
 
     def optimize(self) -> dict[str, float]:
         """One training step: a D update, then a G update, on a fresh batch."""
+        self._schedule_lr()
         phone, dslr = self.train_data.sample(self.rng, self.cfg.batch_size)
         phone, dslr = self._to_device(phone), self._to_device(dslr)
         # 1. generate
@@ -211,11 +321,42 @@ class Trainer:
             self.opt_d.zero_grad(set_to_none=True)
             row.update(self.backward_d(fake, dslr))
             self.opt_d.step()
-        # 3. generator step (D frozen: its gradients are cleared before its next update)
+        # 3. generator step (D frozen)
         self.opt_g.zero_grad(set_to_none=True)
         row.update(self.backward_g(fake, dslr))
         self.opt_g.step()
+        # 4. the weight average follows
+        if self.ema_generator is not None:
+            self._update_ema()
         return row
+
+    def lr_factor(self, step: int) -> float:
+        """The lr multiplier at ``step``: 1 (constant), or a cosine from 1 to 0 over
+        train.lr_cosine_steps steps (0 after them). A function of the step alone, so a
+        resumed run continues the schedule exactly."""
+        span = int(self.cfg.lr_cosine_steps)
+        if span <= 0:
+            return 1.0
+        return 0.5 * (1.0 + math.cos(math.pi * min(step, span) / span))
+
+    def _schedule_lr(self) -> None:
+        factor = self.lr_factor(self.step)
+        for optimizer, base in ((self.opt_g, self.cfg.lr_g), (self.opt_d, self.cfg.lr_d)):
+            for group in optimizer.param_groups:
+                group["lr"] = base * factor
+
+    def ema_decay(self, step: int) -> float:
+        """train.ema, ramped up over the first steps as (1 + step) / (10 + step): with a fixed
+        0.999 the average would still be 60% the initial weights after 500 steps. A function of
+        the step alone, so a resumed run averages exactly as an uninterrupted one."""
+        return min(float(self.cfg.ema), (1.0 + step) / (10.0 + step))
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        decay = self.ema_decay(self.step)
+        for average, current in zip(self.ema_generator.parameters(),
+                                    self.generator.parameters()):
+            average.lerp_(current, 1.0 - decay)
 
     def _check_finite(self, terms: dict[str, torch.Tensor]) -> None:
         for name, value in terms.items():
@@ -223,8 +364,9 @@ class Trainer:
                 raise TrainingDiverged(
                     f"step {self.step + 1}: the {name} loss is {value.item()}; training stopped. "
                     f"The last good checkpoint ({self.checkpoint}, step "
-                    f"{self._checkpoint_step()}) is kept: lower train.lr_g / train.lr_d or the "
-                    "loss weights and run again to resume from it")
+                    f"{self._checkpoint_step()}) is kept. Lower train.lr_g / train.lr_d or the "
+                    "loss weights and run again: the run then starts over, and that checkpoint "
+                    "is moved aside, not overwritten")
 
     def _checkpoint_step(self) -> int | str:
         if not self.checkpoint.exists():
@@ -240,15 +382,17 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self, images: torch.Tensor | None = None) -> dict[str, float]:
         """PSNR and MS-SSIM (the DPED protocol's) against the DSLR side of the fixed validation
-        subset, of the generator's output, or of ``images`` when given (the input: the baseline)."""
+        subset, of the generator's output, or of ``images`` when given (the input: the baseline).
+        The generator runs in fp32 here whatever the training precision: validation measures
+        the model as `evaluate` and `enhance` will run it."""
         if images is None:
             outputs = []
-            self.generator.eval()
+            generator = self.output_generator
+            generator.eval()
             for start in range(0, len(self.val_phone), 64):
-                with self._autocast():
-                    out = self.generator(self._to_device(self.val_phone[start:start + 64]))
+                out = generator(self._to_device(self.val_phone[start:start + 64]))
                 outputs.append(out.float().cpu())
-            self.generator.train()
+            generator.train()
             images = torch.cat(outputs)
         score, infinite = mean_finite(psnr(images, self.val_dslr))
         ms = ms_ssim(images, self.val_dslr, dtype=torch.float32).mean().item()  # 4x faster
@@ -263,9 +407,10 @@ class Trainer:
             dist.all_gather_object(rng_states, self.rng.bit_generator.state)
         if not self.dist.main:
             return
-        atomic_torch_save({
+        state = {
             "step": self.step,
             "fingerprint": self.spec.fingerprint(),
+            "settings": self.spec.settings(),
             "generator": self.generator.state_dict(),
             "discriminator": self.discriminator.state_dict(),
             "opt_g": self.opt_g.state_dict(),
@@ -275,21 +420,39 @@ class Trainer:
             "losses": self.losses,
             "val": self.val,
             "train_seconds": self.seconds_so_far(),
-        }, self.checkpoint)
+        }
+        if self.ema_generator is not None:
+            state["ema_generator"] = self.ema_generator.state_dict()
+        atomic_torch_save(state, self.checkpoint)
 
     def try_resume(self) -> str:
-        """Continue from the checkpoint when it belongs to this run; say what happened."""
+        """Continue from the checkpoint when it belongs to this run; say what happened.
+
+        A checkpoint that cannot be continued (other settings or data, a step beyond
+        train.steps, an unreadable file) is never overwritten: it is moved aside under a dated
+        name, the message says why and where, and the run starts at step 0.
+        """
         if not self.checkpoint.exists():
             return "no checkpoint: starting at step 0"
-        state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
+            if not isinstance(state, dict) or "step" not in state:
+                raise ValueError("not a training checkpoint of this project")
+        except Exception as exc:  # truncated, garbage, foreign: all mean "cannot continue it"
+            reason = f"cannot be read ({type(exc).__name__}: {_first_line(exc)})"
+            return self._set_aside(reason, "")
         if state.get("fingerprint") != self.spec.fingerprint():
-            return (f"{self.checkpoint} is from other settings, data or code: starting at step 0 "
-                    "(it is replaced at the first checkpoint)")
+            return self._set_aside("was made with other settings or data", _differences(
+                state.get("settings"), self.spec.settings()))
         if state["step"] > self.cfg.steps:
-            return (f"{self.checkpoint} is at step {state['step']}, beyond train.steps "
-                    f"{self.cfg.steps}: starting at step 0")
+            return self._set_aside(
+                f"is at step {state['step']}, beyond train.steps {self.cfg.steps}",
+                f"; to continue it instead, set train.steps to {state['step']} or more and "
+                "move it back")
         self.generator.load_state_dict(state["generator"])
         self.discriminator.load_state_dict(state["discriminator"])
+        if self.ema_generator is not None:
+            self.ema_generator.load_state_dict(state["ema_generator"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         self.rng.bit_generator.state = json.loads(state["numpy_rng"][self.dist.rank])
@@ -298,6 +461,16 @@ class Trainer:
         self.step = int(state["step"])
         self._seconds_before = float(state.get("train_seconds", 0.0))
         return f"resuming from {self.checkpoint} at step {self.step}"
+
+    def _set_aside(self, reason: str, detail: str) -> str:
+        """Move the checkpoint to a dated name beside it (rank 0 only; the others wait)."""
+        aside = _dated_name(self.checkpoint)
+        if self.dist.main:
+            os.replace(self.checkpoint, aside)
+        if self.dist.world > 1:
+            dist.barrier()
+        return (f"{self.checkpoint} {reason}{detail}. It was moved to {aside}, not overwritten; "
+                "starting at step 0")
 
     # -- the loop -------------------------------------------------------------------------
     def fit(self, on_step: Callable[[int, dict[str, float]], None] | None = None,
@@ -345,6 +518,31 @@ class Trainer:
             final={k: v for k, v in _mean(recent).items() if k not in ("step", "patches_per_s")},
             validation=validation, baseline=baseline, losses=self.losses, val=self.val,
             resumed_from=resumed_from)
+
+
+def _differences(saved: dict[str, Any] | None, now: dict[str, Any]) -> str:
+    """': loss.msssim 1.0 there, 0.5 now; ...', or a note when the checkpoint lists nothing."""
+    if not isinstance(saved, dict):
+        return " (it predates the settings record, so what differs cannot be named)"
+    changed = [f"{key} {saved.get(key, '(absent)')!r} there, {now.get(key, '(absent)')!r} now"
+               for key in sorted(saved.keys() | now.keys()) if saved.get(key) != now.get(key)]
+    return ": " + "; ".join(changed) if changed else ""
+
+
+def _dated_name(path: Path) -> Path:
+    """``last.pt`` -> ``last.20261201-120000.pt`` beside it (a counter when that is taken)."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    candidate = path.with_name(f"{path.stem}.{stamp}{path.suffix}")
+    count = 1
+    while candidate.exists():
+        count += 1
+        candidate = path.with_name(f"{path.stem}.{stamp}-{count}{path.suffix}")
+    return candidate
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:200] if lines else "no message"
 
 
 def _mean(rows: list[dict[str, float]]) -> dict[str, float]:

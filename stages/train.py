@@ -18,15 +18,7 @@ from typing import Any
 
 import typer
 
-from stages.common import PARAMS, ParamsError, fail, load_params, pick, section, write_json, write_text
-
-MODEL_KEYS = ("generator", "depth", "base_width", "growth_rate", "layers_per_block",
-              "global_residual", "resnet_width", "resnet_blocks", "d_width", "d_layers")
-LOSS_KEYS = ("perceptual", "adversarial", "msssim", "pixel", "vgg_weights", "distance",
-             "msssim_win")
-TRAIN_KEYS = ("steps", "batch_size", "lr_g", "lr_d", "beta1", "beta2", "seed", "device",
-              "log_every", "val_every", "val_patches", "checkpoint_every", "compile", "gpus")
-
+from stages.common import PARAMS, ParamsError, fail, load_params, write_json, write_text
 
 def main(
     params: Path = typer.Option(PARAMS, help="params file (reads model, loss, train)"),
@@ -41,16 +33,19 @@ def main(
     """Train the GAN (generator + discriminator) on the aligned patches."""
     from gan.losses import VGGWeightsError
     from gan.patches import data_fingerprint
-    from gan.train import TrainingDiverged
+    from gan.train import RunSpec, TrainingDiverged
 
     try:
         all_params = load_params(params)
-        spec_params = {name: pick(section(all_params, name, params), keys, name)
-                       for name, keys in (("model", MODEL_KEYS), ("loss", LOSS_KEYS),
-                                          ("train", TRAIN_KEYS))}
-        spec = build_spec(spec_params, data_fingerprint(data) if data.exists() else "missing")
-    except (ParamsError, ValueError, TypeError) as exc:
+        spec = RunSpec.from_params(all_params,
+                                   data_fingerprint(data) if data.exists() else "missing")
+    except ParamsError as exc:
         fail(str(exc))
+    except (ValueError, TypeError) as exc:
+        fail(f"{params}: {exc}")
+    spec_params = {name: {k: all_params[name][k] for k in keys}
+                   for name, keys in (("model", RunSpec.MODEL_KEYS), ("loss", RunSpec.LOSS_KEYS),
+                                      ("train", RunSpec.TRAIN_KEYS))}
 
     if spec.train.gpus > 1 and "WORLD_SIZE" not in os.environ:
         raise typer.Exit(relaunch_under_torchrun(spec.train.gpus, [
@@ -66,36 +61,8 @@ def main(
         gain = result.validation["psnr"] - result.baseline["psnr"]
         typer.echo(f"{model}: step {result.step}, validation PSNR {result.validation['psnr']:.2f} dB "
                    f"({gain:+.2f} dB over the input), MS-SSIM {result.validation['ms_ssim']:.4f}; "
-                   f"{result.patches_per_s:.1f} patches/s on {trainer.device}")
+                   f"{result.patches_per_s:.1f} patches/s on {trainer.device} ({trainer.precision})")
     _leave_process_group()
-
-
-def build_spec(values: dict[str, dict[str, Any]], fingerprint: str):
-    """The run's settings from the params sections (flat keys -> the library's configs)."""
-    from gan.losses import LossWeights
-    from gan.networks import GENERATORS
-    from gan.train import RunSpec, TrainConfig
-
-    m, loss, t = values["model"], values["loss"], values["train"]
-    if m["generator"] not in GENERATORS:
-        raise ParamsError(f"model.generator must be one of {', '.join(GENERATORS)}, "
-                          f"got {m['generator']!r}")
-    if m["generator"] == "dense_unet":
-        generator_config = {k: m[k] for k in ("depth", "base_width", "growth_rate",
-                                             "layers_per_block", "global_residual")}
-    else:
-        generator_config = {"width": m["resnet_width"], "blocks": m["resnet_blocks"]}
-    train = TrainConfig(**t)
-    for key in ("steps", "batch_size", "log_every", "val_every", "val_patches",
-                "checkpoint_every", "gpus"):
-        if int(getattr(train, key)) < 1:
-            raise ParamsError(f"train.{key} must be at least 1, got {getattr(train, key)}")
-    return RunSpec(generator=m["generator"], generator_config=generator_config,
-                   discriminator_config={"width": m["d_width"], "layers": m["d_layers"]},
-                   loss=LossWeights(perceptual=loss["perceptual"], adversarial=loss["adversarial"],
-                                    msssim=loss["msssim"], pixel=loss["pixel"]),
-                   vgg_weights=str(loss["vgg_weights"]), distance=loss["distance"],
-                   msssim_win=int(loss["msssim_win"]), train=train, data=fingerprint)
 
 
 def relaunch_under_torchrun(processes: int, args: list[str]) -> int:
@@ -162,14 +129,16 @@ def write_outputs(trainer, result, spec_params: dict, model: Path, metrics: Path
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "torch": str(__import__("torch").__version__),  # a str subclass weights_only refuses
         "device": str(trainer.device),
+        "precision": trainer.precision,
     }
-    save_generator(model, trainer.generator, provenance)
+    save_generator(model, trainer.output_generator, provenance)
     write_curves(trainer, curves)
     write_json(metrics, {
         "step": result.step,
         "seconds": round(result.seconds, 1),
         "patches_per_s": round(result.patches_per_s, 1),
         "device": str(trainer.device),
+        "precision": trainer.precision,
         "loss": {k: round(v, 5) for k, v in result.final.items()},
         "val": {"psnr": round(result.validation["psnr"], 3),
                 "ms_ssim": round(result.validation["ms_ssim"], 4)},

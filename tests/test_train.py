@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -22,7 +24,8 @@ from gan.extract import ExtractConfig, extract
 from gan.losses import LossWeights
 from gan.patches import PatchPairs, data_fingerprint
 from gan.sample import write_sample_zip
-from gan.train import Dist, RunSpec, Trainer, TrainConfig, TrainingDiverged
+from gan.runtime import cpu_has_native_bf16, resolve_precision
+from gan.train import Dist, RunSpec, SettingsError, Trainer, TrainConfig, TrainingDiverged
 from stages.app import app
 from tests.conftest import ROOT
 
@@ -105,13 +108,235 @@ def test_a_resumed_run_reports_the_time_and_speed_of_the_whole_run(patches, tmp_
     assert longer.patches_per_s == pytest.approx(5 * 4 / longer.seconds, rel=1e-6)  # batch 4
 
 
-def test_a_checkpoint_of_other_settings_is_not_resumed(patches, tmp_path):
-    Trainer(spec_for(patches, steps=3), patches, tmp_path / "c.pt", Dist()).fit()
-    other = spec_for(patches, steps=3)
+def moved_aside(folder: Path, name: str = "c") -> list[Path]:
+    return sorted(p for p in folder.glob(f"{name}.*.pt"))
+
+
+def test_a_checkpoint_of_other_settings_is_moved_aside_naming_what_differs(patches, tmp_path):
+    checkpoint = tmp_path / "c.pt"
+    Trainer(spec_for(patches, steps=3), patches, checkpoint, Dist()).fit()
+    saved = checkpoint.read_bytes()
+    other = spec_for(patches, steps=3, lr_g=5e-4)
     other = replace(other, loss=replace(other.loss, msssim=0.5))
-    trainer = Trainer(other, patches, tmp_path / "c.pt", Dist())
-    assert "other settings" in trainer.try_resume()
-    assert trainer.step == 0
+    trainer = Trainer(other, patches, checkpoint, Dist())
+    message = trainer.try_resume()
+    assert "other settings" in message
+    assert "loss.msssim 1.0 there, 0.5 now" in message
+    assert "train.lr_g 0.001 there, 0.0005 now" in message
+    assert "loss.pixel" not in message  # only what differs
+    assert trainer.step == 0 and not checkpoint.exists()
+    [aside] = moved_aside(tmp_path)
+    assert aside.read_bytes() == saved and str(aside) in message
+    trainer.fit()  # the new run's checkpoint takes the name; the old one stays aside
+    assert checkpoint.exists() and moved_aside(tmp_path) == [aside]
+
+
+def test_run_only_settings_do_not_restart_a_run(patches, tmp_path):
+    Trainer(spec_for(patches, steps=3), patches, tmp_path / "c.pt", Dist()).fit()
+    again = spec_for(patches, steps=5, val_every=1, log_every=1, checkpoint_every=5,
+                     val_patches=4, precision="fp32", device="cpu")
+    trainer = Trainer(again, patches, tmp_path / "c.pt", Dist())
+    assert trainer.try_resume().startswith("resuming") and trainer.step == 3
+
+
+def test_fewer_steps_than_the_checkpoint_moves_it_aside(patches, tmp_path):
+    checkpoint = tmp_path / "c.pt"
+    Trainer(spec_for(patches, steps=4), patches, checkpoint, Dist()).fit()
+    saved = checkpoint.read_bytes()
+    trainer = Trainer(spec_for(patches, steps=2), patches, checkpoint, Dist())
+    message = trainer.try_resume()
+    assert "is at step 4, beyond train.steps 2" in message
+    assert "set train.steps to 4 or more" in message
+    [aside] = moved_aside(tmp_path)
+    assert aside.read_bytes() == saved and trainer.step == 0
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage" * 100, "truncated"])
+def test_an_unreadable_checkpoint_is_moved_aside_with_the_reason(patches, tmp_path, content):
+    checkpoint = tmp_path / "c.pt"
+    if content == "truncated":
+        Trainer(spec_for(patches, steps=3), patches, checkpoint, Dist()).fit()
+        content = checkpoint.read_bytes()[:1000]
+    checkpoint.write_bytes(content)
+    trainer = Trainer(spec_for(patches, steps=3), patches, checkpoint, Dist())
+    message = trainer.try_resume()
+    assert message.startswith(f"{checkpoint} cannot be read (")
+    [aside] = moved_aside(tmp_path)
+    assert aside.read_bytes() == content and trainer.step == 0
+
+
+def test_a_code_edit_does_not_restart_a_run(patches, tmp_path):
+    """The fingerprint is settings and data only: a copy of gan/ with a docstring edited in
+    every module resumes the checkpoint the original code wrote."""
+    checkpoint = tmp_path / "c.pt"
+    Trainer(spec_for(patches, steps=3), patches, checkpoint, Dist()).fit()
+    edited = tmp_path / "edited"
+    shutil.copytree(ROOT / "gan", edited / "gan", ignore=shutil.ignore_patterns("__pycache__"))
+    for module in (edited / "gan").glob("*.py"):
+        module.write_text(module.read_text().replace('"""', '"""Edited. ', 1))
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1]); sys.path.append(sys.argv[2])\n"
+        "import gan, tests.test_train as t\n"
+        "assert gan.__file__.startswith(sys.argv[1]), gan.__file__\n"
+        "from pathlib import Path\n"
+        "trainer = t.Trainer(t.spec_for(Path(sys.argv[3]), steps=3), Path(sys.argv[3]), "
+        "Path(sys.argv[4]), t.Dist())\n"
+        "print(trainer.try_resume())\n")
+    done = subprocess.run([sys.executable, "-c", script, str(edited), str(ROOT), str(patches),
+                           str(checkpoint)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"resuming from {checkpoint} at step 3" in done.stdout
+
+
+def frozen_copy(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.named_parameters()}
+
+
+def unchanged(module: torch.nn.Module, before: dict[str, torch.Tensor]) -> bool:
+    return all(torch.equal(before[k], v) for k, v in module.named_parameters())
+
+
+def test_the_d_step_leaves_g_alone_and_the_g_step_leaves_d_alone(patches, tmp_path):
+    trainer = Trainer(spec_for(patches), patches, tmp_path / "e.pt", Dist())
+    for _ in range(2):  # Adam's moments are non-zero from here on
+        trainer.optimize()
+    phone, dslr = trainer.train_data.sample(trainer.rng, 4)
+    fake = trainer.generator(phone)
+
+    g_before, d_before = frozen_copy(trainer.generator), frozen_copy(trainer.discriminator)
+    trainer.opt_g.zero_grad(set_to_none=True)
+    trainer.opt_d.zero_grad(set_to_none=True)
+    trainer.backward_d(fake, dslr)
+    assert all(p.grad is None for p in trainer.generator.parameters())
+    trainer.opt_d.step()
+    trainer.opt_g.step()  # no gradients: G must not move
+    assert unchanged(trainer.generator, g_before) and not unchanged(trainer.discriminator,
+                                                                     d_before)
+
+    d_before = frozen_copy(trainer.discriminator)
+    trainer.opt_d.zero_grad(set_to_none=True)
+    trainer.backward_g(trainer.generator(phone), dslr)
+    # D's weight gradients were never computed, yet the adversarial term reached G.
+    assert all(p.grad is None for p in trainer.discriminator.parameters())
+    assert all(p.requires_grad for p in trainer.discriminator.parameters())  # restored
+    trainer.opt_g.step()
+    trainer.opt_d.step()
+    assert unchanged(trainer.discriminator, d_before)
+    assert not unchanged(trainer.generator, g_before)
+
+
+def test_without_the_gan_term_d_is_never_touched(patches, tmp_path):
+    run = spec_for(patches)
+    run = replace(run, loss=replace(run.loss, adversarial=0.0))
+    trainer = Trainer(run, patches, tmp_path / "f.pt", Dist())
+    d_before = frozen_copy(trainer.discriminator)
+    calls = []
+    trainer.discriminator.register_forward_hook(lambda *a: calls.append(1))
+    for _ in range(3):
+        row = trainer.optimize()
+    assert calls == [] and "d_loss" not in row
+    assert unchanged(trainer.discriminator, d_before)
+    assert all(p.grad is None for p in trainer.discriminator.parameters())
+
+
+def test_bf16_trains_in_bf16_and_keeps_weights_output_and_metrics_in_fp32(patches, tmp_path):
+    trainer = Trainer(spec_for(patches, precision="bf16"), patches, tmp_path / "g.pt", Dist())
+    assert trainer.precision == "bf16"
+    seen = []
+    trainer.generator.head.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    trainer.optimize()
+    assert seen == [torch.bfloat16]  # the convolutions ran in bf16
+    assert all(p.dtype == torch.float32 for p in trainer.generator.parameters())
+    with trainer._autocast():
+        out = trainer.generator(torch.rand(2, 3, 32, 32))
+    assert out.dtype == torch.float32  # the global residual adds up in fp32
+    assert set(trainer.evaluate()) == {"psnr", "ms_ssim", "psnr_infinite"}
+    fp32 = Trainer(spec_for(patches, precision="fp32"), patches, tmp_path / "h.pt", Dist())
+    assert fp32.precision == "fp32" and fp32.amp_dtype is None
+
+
+def test_the_weight_average_is_what_the_run_produces(patches, tmp_path):
+    trainer = Trainer(spec_for(patches, ema=0.5), patches, tmp_path / "i.pt", Dist())
+    # ramped up: (1 + step) / (10 + step) until it reaches train.ema
+    assert [trainer.ema_decay(s) for s in (0, 5, 8, 100)] == pytest.approx([0.1, 0.4, 0.5, 0.5])
+    trainer.step = 8
+    initial = frozen_copy(trainer.generator)
+    trainer.optimize()
+    for name, value in trainer.ema_generator.named_parameters():
+        current = dict(trainer.generator.named_parameters())[name]
+        assert torch.allclose(value, 0.5 * initial[name] + 0.5 * current)
+    assert trainer.output_generator is trainer.ema_generator
+    assert not any(p.requires_grad for p in trainer.ema_generator.parameters())
+
+
+def test_resume_with_a_weight_average_is_exact(patches, tmp_path):
+    straight = Trainer(spec_for(patches, steps=6, ema=0.9), patches, tmp_path / "a.pt", Dist())
+    straight.fit()
+    Trainer(spec_for(patches, steps=3, ema=0.9), patches, tmp_path / "b.pt", Dist()).fit()
+    second = Trainer(spec_for(patches, steps=6, ema=0.9), patches, tmp_path / "b.pt", Dist())
+    second.try_resume()
+    second.fit()
+    for (name, a), (_, b) in zip(straight.ema_generator.state_dict().items(),
+                                 second.ema_generator.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_the_cosine_schedule_sets_both_learning_rates_and_resumes_exactly(patches, tmp_path):
+    trainer = Trainer(spec_for(patches, steps=4, lr_cosine_steps=4), patches, tmp_path / "s.pt",
+                      Dist())
+    assert [trainer.lr_factor(s) for s in (0, 2, 4, 9)] == pytest.approx([1.0, 0.5, 0.0, 0.0])
+    trainer.step = 2
+    trainer.optimize()
+    assert trainer.opt_g.param_groups[0]["lr"] == pytest.approx(0.5 * trainer.cfg.lr_g)
+    assert trainer.opt_d.param_groups[0]["lr"] == pytest.approx(0.5 * trainer.cfg.lr_d)
+    constant = Trainer(spec_for(patches), patches, tmp_path / "k.pt", Dist())
+    assert constant.lr_factor(10**6) == 1.0
+
+    straight = Trainer(spec_for(patches, steps=6, lr_cosine_steps=6), patches, tmp_path / "a.pt",
+                       Dist())
+    straight.fit()
+    Trainer(spec_for(patches, steps=3, lr_cosine_steps=6), patches, tmp_path / "b.pt",
+            Dist()).fit()
+    second = Trainer(spec_for(patches, steps=6, lr_cosine_steps=6), patches, tmp_path / "b.pt",
+                     Dist())
+    second.try_resume()
+    second.fit()
+    for (name, a), (_, b) in zip(state(straight).items(), state(second).items()):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"train": {"ema": 1.0}}, "train.ema must be in [0, 1)"),
+    ({"train": {"lr_cosine_steps": -1}}, "train.lr_cosine_steps must be 0"),
+    ({"train": {"steps": 0}}, "train.steps must be at least 1"),
+    ({"model": {"generator": "unet"}}, "model.generator must be one of"),
+    ({"loss": {"msssim": -1}}, "loss weight msssim must be a finite number >= 0"),
+])
+def test_params_errors_name_the_key(change, message):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section, values in change.items():
+        params[section].update(values)
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        RunSpec.from_params(params, "data")
+    del params["train"]["ema"]
+    with pytest.raises(SettingsError, match="train lacks ema"):
+        RunSpec.from_params(params, "data")
+
+
+def test_precision_auto_follows_the_hardware(tmp_path):
+    with_bf16 = tmp_path / "cpuinfo1"
+    with_bf16.write_text("processor\t: 0\nflags\t\t: fpu sse avx512f avx512_bf16\n")
+    without = tmp_path / "cpuinfo2"
+    without.write_text("processor\t: 0\nflags\t\t: fpu sse avx2\n")
+    assert cpu_has_native_bf16(str(with_bf16)) and not cpu_has_native_bf16(str(without))
+    assert not cpu_has_native_bf16(str(tmp_path / "absent"))
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) is None
+    assert resolve_precision("bf16", cpu) == torch.bfloat16
+    expected = torch.bfloat16 if cpu_has_native_bf16() else None
+    assert resolve_precision("auto", cpu) == expected
+    with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16"):
+        resolve_precision("fp16", cpu)
 
 
 def test_a_nan_stops_training_naming_step_and_term(patches, tmp_path):
