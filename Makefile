@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Stage commands in dvc.yaml call `python`: the venv's must come first on PATH.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup repro test bench paper clean
+.PHONY: setup repro test bench paper small-data pretrained clean
 
 setup: $(STAMP)
 
@@ -40,6 +40,21 @@ paper: $(STAMP)
 	  -S loss.vgg_weights=imagenet -S train.device=cuda -S train.batch_size=64 -S train.steps=40000 \
 	  -S train.lr_g=0.0001 -S train.lr_d=0.0001 -S train.log_every=100 -S train.val_every=1000 \
 	  -S train.val_patches=1000 -S train.checkpoint_every=1000
+
+# The small-data recipe (recipes/small-data.yaml) as a DVC experiment on real DPED iPhone pairs:
+#   make small-data DATA=../shared/dped-mini        (a DPED-layout folder or archive)
+#   make small-data DATA=/data/ai-challenge.zip SOURCE=pirm
+DATA ?=
+SOURCE ?= dped
+small-data: $(STAMP)
+	@test -n "$(DATA)" || { echo "usage: make small-data DATA=/path/to/dped-mini (or SOURCE=pirm DATA=the PIRM zip)" >&2; exit 2; }
+	$(BIN)/dvc exp run -n small-data $$($(BIN)/python -m gan.recipe recipes/small-data.yaml) \
+	  -S data.source=$(SOURCE) -S 'data.archive=$(abspath $(DATA))' -S data.phone=iphone
+
+# Regenerate the shipped model (models/pretrained/iphone-dped-mini.*) from the data you point at.
+pretrained: $(STAMP)
+	@test -n "$(DATA)" || { echo "usage: make pretrained DATA=/path/to/dped-mini (or SOURCE=pirm DATA=the PIRM zip)" >&2; exit 2; }
+	SOURCE=$(SOURCE) PYTHON=$(BIN)/python bash tools/pretrained.sh "$(DATA)"
 
 clean:
 	rm -rf $(VENV) *.egg-info

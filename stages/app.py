@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from stages import download, enhance, evaluate, export, extract, report, train
+from stages import download, enhance, evaluate, export, extract, publish, report, train
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Perceptual photo enhancement: the DVC pipeline's stages.")
@@ -19,6 +19,7 @@ app.command("evaluate")(evaluate.main)
 app.command("report")(report.main)
 app.command("enhance")(enhance.main)
 app.command("export")(export.main)
+app.command("publish")(publish.main)
 
 
 def main() -> None:

@@ -1,6 +1,7 @@
 """enhance: the DSLR-quality version of your own photos, any size, any common format.
 
-    enhance photo.jpg holiday/ "raw/*.png" -o enhanced/
+    enhance photo.jpg holiday/ "raw/*.png" -o enhanced/     # the shipped iphone-dped-mini model
+    enhance photo.jpg -o out/ --model models/generator.pt   # the pipeline's own
     python -m stages enhance IMG_0001.jpg -o out/ --method npea
 
 Inputs are files, folders (every supported image inside, recursively; the sub-folders are kept
@@ -21,6 +22,7 @@ from pathlib import Path
 import typer
 
 from gan.inference import DEFAULT_OVERLAP, DEFAULT_TILE
+from gan.pretrained import DEFAULT_MODEL
 from gan.photo_io import DEFAULT_MAX_PIXELS, SUFFIXES
 
 
@@ -54,7 +56,8 @@ def main(
     inputs: list[str] = typer.Argument(..., metavar="INPUT...",
                                        help="photos, folders or glob patterns"),
     out: Path = typer.Option(..., "--out", "-o", help="output folder (created if needed)"),
-    model: Path = typer.Option(Path("models/generator.pt"), help="trained generator (--method ours)"),
+    model: str = typer.Option(DEFAULT_MODEL, help="generator (--method ours): a checkpoint file or "
+                              "a registered name (models/pretrained/registry.json)"),
     method: EnhanceMethod = typer.Option(EnhanceMethod.ours, help="ours (the GAN), clhe or npea"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     tile: int = typer.Option(DEFAULT_TILE, help="tile side in pixels (0: whole photo at once)"),
@@ -87,7 +90,7 @@ def main(
         raise typer.Exit(1)
 
 
-def make_enhancer(method: EnhanceMethod, model: Path, device: str, tile: int, overlap: int):
+def make_enhancer(method: EnhanceMethod, model: str, device: str, tile: int, overlap: int):
     """enhance(rgb float (H, W, 3), on_tile) -> rgb float (H, W, 3), for the chosen method.
     Loading the model here, once, makes a bad --model fail before any photo is touched."""
     import numpy as np
@@ -95,12 +98,13 @@ def make_enhancer(method: EnhanceMethod, model: Path, device: str, tile: int, ov
     if method is EnhanceMethod.ours:
         from gan.checkpoint import load_generator
         from gan.inference import enhance_array, plan_tiles
+        from gan.pretrained import resolve_model
         from gan.runtime import keep_freed_memory, resolve_device
 
         plan_tiles(1, 1, tile, overlap)  # checks tile / overlap before the model loads
         keep_freed_memory()  # every tile allocates the same large blocks (see gan.runtime)
         torch_device = resolve_device(device)
-        generator = load_generator(model, torch_device)
+        generator = load_generator(resolve_model(model), torch_device)
 
         def run_generator(rgb, on_tile=None):
             return enhance_array(generator, rgb, torch_device, tile, overlap, on_tile)

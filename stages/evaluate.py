@@ -94,10 +94,13 @@ def main(
 
 
 def model_paths(model: Path, extras: list | None) -> dict[str, Path]:
-    """``ours`` plus each extra checkpoint under its file name's stem (made unique)."""
+    """``ours`` plus each extra checkpoint (a path, or a registered name such as the shipped
+    iphone-dped-mini, sha256 checked) under its file name's stem (made unique)."""
+    from gan.pretrained import resolve_model
+
     paths = {"ours": model}
     for extra in extras or []:
-        path = Path(str(extra))
+        path = resolve_model(str(extra))
         name = path.stem
         while name in paths or name in ("input", "clhe", "npea"):
             name += "_"

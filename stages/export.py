@@ -2,6 +2,7 @@
 
     ppe export                                  # models/generator.pt -> models/generator.ts
     ppe export --format onnx                    # -> models/generator.onnx (needs the extra)
+    ppe export --model iphone-dped-mini         # the shipped model -> ./iphone-dped-mini.ts
     ppe export --model other.pt --out /srv/enhancer.onnx --format onnx --force
 
 Outside the DAG, like enhance: a deployment step, run when a model is to be shipped. The file is
@@ -38,7 +39,8 @@ class Format(str, Enum):
 
 
 def main(
-    model: Path = typer.Option(Path("models/generator.pt"), help="trained generator checkpoint"),
+    model: str = typer.Option("models/generator.pt", help="trained generator checkpoint, or a "
+                              "registered name such as iphone-dped-mini"),
     fmt: Format = typer.Option(Format.torchscript, "--format",
                                # No square brackets in help texts: Typer reads them as markup.
                                help="torchscript (needs only torch) or onnx (needs the "
@@ -56,8 +58,18 @@ def main(
     from gan.export import (EXPORT_PACKAGES, RUNTIME_PACKAGES, SUFFIXES, ExportError,
                             check_parity, export, require_onnx)
 
+    from gan.pretrained import registry, resolve_model
+
     fmt_name = fmt.value
-    out = out if out is not None else model.with_suffix(SUFFIXES[fmt_name])
+    try:
+        named = model in registry()
+        model_path = resolve_model(model)
+    except CheckpointError as exc:
+        fail(str(exc))
+    if out is None:  # a registered model's export lands here, not among the shipped files
+        out = Path(model + SUFFIXES[fmt_name]) if named else model_path.with_suffix(
+            SUFFIXES[fmt_name])
+    model = model_path
     if out.resolve() == model.resolve():
         fail(f"{out}: the output would overwrite the model checkpoint; choose another --out")
     if out.exists() and not force:
