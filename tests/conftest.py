@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import io
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import zipfile
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -50,6 +54,24 @@ def write_dped_zip(path: Path, files: dict[str, bytes], root: str = "dped/iphone
         for name, data in files.items():
             zf.writestr(root + name, data)
     return path
+
+
+@contextlib.contextmanager
+def local_http_server(handler: type, **attributes) -> Iterator[str]:
+    """Serve ``handler`` (a BaseHTTPRequestHandler subclass, given ``attributes`` as class
+    attributes) on 127.0.0.1 at a free port from a thread; yields the base URL."""
+    bound = type("BoundHandler", (handler,), attributes)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), bound)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import json
 import random
 import re
 import socket
-import threading
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Iterator
 import pytest
 
 from gan.fetch import DownloadError, Fetched, download, part_path_for, sha256_of
+from tests.conftest import local_http_server
 
 ETAG = '"dped-v1"'
 
@@ -118,18 +118,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def server() -> Iterator[ServerState]:
     state = ServerState()
-    handler = type("BoundHandler", (Handler,), {"state": state})
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    httpd.daemon_threads = True
-    state.base = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with local_http_server(Handler, state=state) as base:
+        state.base = base
         yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
 
 
 def _free_port() -> int:

@@ -15,7 +15,6 @@ import re
 import shutil
 import socket
 import tarfile
-import threading
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,7 @@ from PIL import Image
 from gan.dped import DpedSource, LayoutError, find_layout
 from gan.pirm import (SplitError, check_split, find_pirm, format_indices, normalise, parse_indices,
                       parse_split)
-from tests.conftest import jpeg
+from tests.conftest import jpeg, local_http_server
 from tests.test_download_stage import run_download
 
 TOP = "ai-challenge-master/"  # GitHub's archive zip puts every path under the repository folder
@@ -143,14 +142,19 @@ def test_an_empty_split_is_refused(train, test, key):
         parse_split(train, test)
 
 
+def as_kind(archive: Path, folder: Path, kind: str) -> Path:
+    """The archive itself ("zip"), or its contents unpacked into ``folder`` ("folder")."""
+    if kind == "folder":
+        shutil.unpack_archive(archive, folder)
+        return folder
+    return archive
+
+
 # -- finding the layout -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", ["zip", "folder"])
 def test_the_layout_is_found_in_a_zip_or_a_folder(tmp_path, pirm_zip, kind):
-    source = pirm_zip
-    if kind == "folder":
-        source = tmp_path / "extracted"
-        shutil.unpack_archive(pirm_zip, source)
+    source = as_kind(pirm_zip, tmp_path / "extracted", kind)
     with DpedSource(source) as src:
         layout = find_pirm(src.names())
     assert layout.root == TOP
@@ -232,10 +236,7 @@ def test_absent_indices_are_named_and_abbreviated():
 
 @pytest.mark.parametrize("kind", ["zip", "folder"])
 def test_normalise_renumbers_per_split_and_copies_bytes(tmp_path, pirm_zip, kind):
-    source = pirm_zip
-    if kind == "folder":
-        source = tmp_path / "extracted"
-        shutil.unpack_archive(pirm_zip, source)
+    source = as_kind(pirm_zip, tmp_path / "extracted", kind)
     files = pirm_files()
     train, test = parse_split("0,2-3", "5,7-9")
     dest = tmp_path / "raw" / "dped.zip"
@@ -410,18 +411,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def mirror() -> Iterator[Mirror]:
     state = Mirror()
-    handler = type("BoundHandler", (_Handler,), {"mirror": state})
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    httpd.daemon_threads = True
-    state.base = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with local_http_server(_Handler, mirror=state) as base:
+        state.base = base
         yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
 
 
 def test_a_dropped_download_resumes_after_a_failing_mirror(tmp_path, mirror, pirm_zip):
