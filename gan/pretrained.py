@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -84,25 +83,25 @@ def publish(model: Path, name: str, card: str, summary: str,
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / f"{name}.pt"
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.copyfile(model, tmp)
-    os.replace(tmp, target)
-    _write_atomic(directory / f"{name}.md", card)
+    _write_atomic(target, Path(model).read_bytes())  # about 1.5 MB
+    _write_atomic(directory / f"{name}.md", card.encode())
     entries = registry(directory)
     entries[name] = {"file": target.name, "sha256": sha256_of(target),
                      "card": f"{name}.md", "summary": summary}
-    _write_atomic(directory / REGISTRY, json.dumps(entries, indent=2, sort_keys=True) + "\n")
+    _write_atomic(directory / REGISTRY,
+                  (json.dumps(entries, indent=2, sort_keys=True) + "\n").encode())
     return target
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def _write_atomic(path: Path, data: bytes) -> None:
+    """A temporary file beside ``path``, then a rename: readers see the old or the new file."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
+    tmp.write_bytes(data)
     os.replace(tmp, path)
 
 
 def model_card(name: str, checkpoint: dict[str, Any], train_metrics: dict[str, Any],
-               scores: dict[str, Any], data: str, hardware: str, command: str) -> str:
+               scores: dict[str, Any], data: str, command: str) -> str:
     """The model card (Markdown) of a published generator: what it was trained on, how, for
     how long on what, and how it scores; every figure comes from the run's own files."""
     provenance = checkpoint.get("provenance", {})
@@ -121,7 +120,8 @@ def model_card(name: str, checkpoint: dict[str, Any], train_metrics: dict[str, A
         "## Training",
         "",
         f"- steps: {provenance.get('steps')}, {train_metrics.get('seconds', 0) / 60:.1f} minutes "
-        f"on {hardware} ({provenance.get('device')}, {provenance.get('precision')})",
+        f"on {provenance.get('hardware', 'unrecorded hardware')} ({provenance.get('device')}, "
+        f"{provenance.get('precision')})",
         f"- code: git {provenance.get('git_revision')}, torch {provenance.get('torch')}, "
         f"created {provenance.get('created')}",
         f"- regenerate: `{command}`",

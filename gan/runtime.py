@@ -90,3 +90,10 @@ def describe_cpu(cpuinfo: str = "/proc/cpuinfo") -> str:
         pass
     bf16 = "native bf16" if cpu_has_native_bf16(cpuinfo) else "no native bf16"
     return f"{name}, {torch.get_num_threads()} threads, {bf16}"
+
+
+def describe_device(device: torch.device) -> str:
+    """The machine a run used, for its provenance: the GPU's name on CUDA, else describe_cpu()."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return describe_cpu()

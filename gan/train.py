@@ -92,10 +92,10 @@ class RunSpec:
     TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig))
 
     @classmethod
-    def from_params(cls, params: dict[str, dict[str, Any]], data: str) -> RunSpec:
-        """The run that the ``model``, ``loss`` and ``train`` sections of params.yaml describe
-        (flat keys -> the library's configs); ``data`` is the patch set's fingerprint.
-        Raises SettingsError naming the key of a missing or unusable value."""
+    def sections(cls, params: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """The keys a run reads of the ``model``, ``loss`` and ``train`` sections of
+        params.yaml, as they are there (what a model's provenance records).
+        Raises SettingsError naming a missing section or key."""
         sections = {}
         for name, keys in (("model", cls.MODEL_KEYS), ("loss", cls.LOSS_KEYS),
                            ("train", cls.TRAIN_KEYS)):
@@ -106,6 +106,14 @@ class RunSpec:
             if missing:
                 raise SettingsError(f"{name} lacks {', '.join(missing)}")
             sections[name] = {k: values[k] for k in keys}
+        return sections
+
+    @classmethod
+    def from_params(cls, params: dict[str, dict[str, Any]], data: str) -> RunSpec:
+        """The run that the ``model``, ``loss`` and ``train`` sections of params.yaml describe
+        (flat keys -> the library's configs); ``data`` is the patch set's fingerprint.
+        Raises SettingsError naming the key of a missing or unusable value."""
+        sections = cls.sections(params)
         m, loss, t = sections["model"], sections["loss"], sections["train"]
         if m["generator"] not in GENERATORS:
             raise SettingsError(f"model.generator must be one of {', '.join(GENERATORS)}, "

@@ -29,7 +29,6 @@ def main(
     """Register a trained generator under a name, with its model card and sha256."""
     from gan.checkpoint import CheckpointError, read_generator
     from gan.pretrained import PRETRAINED_DIR, model_card, publish
-    from gan.runtime import describe_cpu
     from stages.common import fail
 
     try:
@@ -38,8 +37,7 @@ def main(
         raw = _read_json(eval_metrics).get("raw")
         if not raw:
             raise ValueError(f"{eval_metrics}: no 'raw' scores (the evaluate stage's metrics?)")
-        hardware = describe_cpu() if train.get("device") == "cpu" else str(train.get("device"))
-        card = model_card(name, checkpoint, train, raw, data, hardware, command)
+        card = model_card(name, checkpoint, train, raw, data, command)
         target = publish(model, name, card, summary or data.splitlines()[0],
                          directory or PRETRAINED_DIR)
     except (CheckpointError, ValueError, OSError) as exc:

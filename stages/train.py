@@ -20,6 +20,7 @@ import typer
 
 from stages.common import PARAMS, ParamsError, fail, load_params, write_json, write_text
 
+
 def main(
     params: Path = typer.Option(PARAMS, help="params file (reads model, loss, train)"),
     data: Path = typer.Option(Path("data/patches"), help="patch arrays of the extract stage"),
@@ -43,9 +44,7 @@ def main(
         fail(str(exc))
     except (ValueError, TypeError) as exc:
         fail(f"{params}: {exc}")
-    spec_params = {name: {k: all_params[name][k] for k in keys}
-                   for name, keys in (("model", RunSpec.MODEL_KEYS), ("loss", RunSpec.LOSS_KEYS),
-                                      ("train", RunSpec.TRAIN_KEYS))}
+    spec_params = RunSpec.sections(all_params)  # checked by from_params: cannot fail here
 
     if spec.train.gpus > 1 and "WORLD_SIZE" not in os.environ:
         raise typer.Exit(relaunch_under_torchrun(spec.train.gpus, [
@@ -120,6 +119,7 @@ def _short(value: Any) -> Any:
 def write_outputs(trainer, result, spec_params: dict, model: Path, metrics: Path,
                   curves: Path) -> None:
     from gan.checkpoint import save_generator
+    from gan.runtime import describe_device
 
     provenance = {
         "params": spec_params,
@@ -129,6 +129,7 @@ def write_outputs(trainer, result, spec_params: dict, model: Path, metrics: Path
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "torch": str(__import__("torch").__version__),  # a str subclass weights_only refuses
         "device": str(trainer.device),
+        "hardware": describe_device(trainer.device),  # recorded where it trained
         "precision": trainer.precision,
     }
     save_generator(model, trainer.output_generator, provenance)

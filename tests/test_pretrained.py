@@ -31,7 +31,8 @@ def trained(tmp_path) -> Path:
     path = tmp_path / "run" / "generator.pt"
     save_generator(path, build_generator("dense_unet", TINY), {
         "params": {"model": {"depth": 2}, "train": {"steps": 7}}, "steps": 7,
-        "device": "cpu", "precision": "bf16", "git_revision": "abc", "torch": "2", "created": "x"})
+        "device": "cpu", "hardware": "Test CPU, 2 threads, native bf16", "precision": "bf16",
+        "git_revision": "abc", "torch": "2", "created": "x"})
     (path.parent / "train.json").write_text(json.dumps({"seconds": 120.0, "device": "cpu"}))
     (path.parent / "eval.json").write_text(json.dumps({"raw": {
         "input": {"psnr": 18.5, "ms_ssim": 0.85, "patches": 40},
@@ -93,7 +94,7 @@ def test_the_publish_command_writes_a_card_from_the_runs_own_files(trained, tmp_
     assert result.exit_code == 0, result.output
     assert "21.70 dB / 0.9200 on 40 raw test pairs" in result.output
     card = (folder / "tiny.md").read_text()
-    for expected in ("DPED iPhone pairs 0-159", "steps: 7, 2.0 minutes", "| ours | 21.70 | 0.9200 |",
+    for expected in ("DPED iPhone pairs 0-159", "steps: 7, 2.0 minutes on Test CPU, 2 threads, native bf16 (cpu, bf16)", "| ours | 21.70 | 0.9200 |",
                      "| input | 18.50 | 0.8500 |", "make pretrained DATA=x", DATA_TERMS):
         assert expected in card
     missing = CliRunner().invoke(app, [

@@ -24,7 +24,7 @@ from gan.extract import ExtractConfig, extract
 from gan.losses import LossWeights
 from gan.patches import PatchPairs, data_fingerprint
 from gan.sample import write_sample_zip
-from gan.runtime import cpu_has_native_bf16, resolve_precision
+from gan.runtime import cpu_has_native_bf16, describe_cpu, resolve_precision
 from gan.train import Dist, RunSpec, SettingsError, Trainer, TrainConfig, TrainingDiverged
 from stages.app import app
 from tests.conftest import ROOT
@@ -386,6 +386,7 @@ def test_the_stage_writes_a_safe_generator_curves_and_metrics(patches, tmp_path)
     assert payload["provenance"]["data"] == data_fingerprint(patches)
     assert payload["provenance"]["params"]["loss"]["perceptual"] == 1.0
     assert "git_revision" in payload["provenance"]
+    assert payload["provenance"]["hardware"] == describe_cpu()  # where it trained, for its card
     generator = load_generator(model)
     assert generator(torch.rand(1, 3, 21, 35)).shape == (1, 3, 21, 35)
 
