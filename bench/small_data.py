@@ -37,7 +37,7 @@ from gan.dped import DpedSource, decode_patch, find_layout  # noqa: E402
 from gan.extract import ExtractConfig, extract, rows_table  # noqa: E402
 from gan.metrics import mean_finite, ms_ssim, psnr  # noqa: E402
 from gan.patches import data_fingerprint, to_tensor  # noqa: E402
-from gan.recipe import apply_recipe, load_recipe  # noqa: E402
+from gan.recipe import apply_recipe, check_overlay, load_recipe  # noqa: E402
 from gan.train import Dist, RunSpec, Trainer  # noqa: E402
 
 DPED_MINI = Path(os.environ.get("DPED_MINI", ROOT.parent / "shared" / "dped-mini")) / "iphone"
@@ -129,10 +129,12 @@ def main() -> None:
     params = yaml.safe_load(args.params.read_text())
     if args.recipe:
         params = apply_recipe(params, load_recipe(args.recipe, params))
-    for item in args.set:
+    overlay: dict[str, dict] = {}
+    for item in args.set:  # checked like a recipe: a mistyped key must not train the defaults
         key, value = item.split("=", 1)
         section, name = key.split(".", 1)
-        params[section][name] = parse_value(value)
+        overlay.setdefault(section, {})[name] = parse_value(value)
+    params = apply_recipe(params, check_overlay(overlay, params, "--set"))
     if args.steps:
         params["train"]["steps"] = args.steps
     steps = int(params["train"]["steps"])

@@ -1,6 +1,6 @@
 """Named settings: a recipe is a params.yaml overlay (recipes/<name>.yaml) of the keys it changes.
 
-    python -m gan.recipe recipes/small-data.yaml            # -> -S train.steps=2400 -S ...
+    python -m gan.recipe recipes/small-data.yaml            # -> -S train.steps=600 -S ...
     dvc exp run $(python -m gan.recipe recipes/small-data.yaml) -S data.archive=...
 
 One file holds the recipe, and every user of it (``make small-data``'s ``dvc exp run``,
@@ -29,15 +29,21 @@ def load_recipe(path: Path, params: dict[str, Any]) -> dict[str, dict[str, Any]]
         recipe = yaml.safe_load(Path(path).read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise RecipeError(f"{path}: cannot read the recipe: {exc}") from None
-    if not isinstance(recipe, dict):
-        raise RecipeError(f"{path}: a recipe is a mapping of params.yaml sections")
-    for name, values in recipe.items():
+    return check_overlay(recipe, params, str(path))
+
+
+def check_overlay(overlay: Any, params: dict[str, Any], where: str) -> dict[str, dict[str, Any]]:
+    """``overlay`` itself when it is a mapping of params sections to keys that ``params`` has;
+    RecipeError naming the first section or key it does not have (``where``: its origin)."""
+    if not isinstance(overlay, dict):
+        raise RecipeError(f"{where}: a recipe is a mapping of params.yaml sections")
+    for name, values in overlay.items():
         if not isinstance(values, dict) or not isinstance(params.get(name), dict):
-            raise RecipeError(f"{path}: {name!r} is not a params.yaml section")
+            raise RecipeError(f"{where}: {name!r} is not a params.yaml section")
         unknown = sorted(set(values) - set(params[name]))
         if unknown:
-            raise RecipeError(f"{path}: {name}.{unknown[0]} is not a params.yaml key")
-    return recipe
+            raise RecipeError(f"{where}: {name}.{unknown[0]} is not a params.yaml key")
+    return overlay
 
 
 def apply_recipe(params: dict[str, Any], recipe: dict[str, dict[str, Any]]) -> dict[str, Any]:
