@@ -101,20 +101,28 @@ def ms_ssim(output: torch.Tensor, target: torch.Tensor,
     each raised to its weight. Computed in float64 like the official script; ``dtype=float32``
     is 4x faster on a CPU and agrees to 1e-4 per image (enough for training-time validation).
     """
+    terms = ms_ssim_terms(output, target, dtype)
+    weights = torch.tensor(MS_SSIM_WEIGHTS, dtype=dtype)
+    return (terms ** weights).prod(dim=1)
+
+
+def ms_ssim_terms(output: torch.Tensor, target: torch.Tensor,
+                  dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """The factors of the protocol's MS-SSIM per image, (N, 3, H, W) -> (N, 5): the
+    contrast-structure terms of scales 1-4 and the SSIM of scale 5 (before their weights).
+    Shows at which scale an output loses to another (bench/msssim_probe.py)."""
     if output.shape != target.shape:
         raise ValueError(f"ms_ssim: shapes differ: {tuple(output.shape)} vs {tuple(target.shape)}")
     a = output.to(dtype) * 255.0
     b = target.to(dtype) * 255.0
-    weights = torch.tensor(MS_SSIM_WEIGHTS, dtype=dtype)
     levels = len(MS_SSIM_WEIGHTS)
-    css, ssim = [], None
+    terms = []
     for level in range(levels):
         ssim, cs = _ssim_and_cs(a, b)
-        css.append(cs)
+        terms.append(cs if level < levels - 1 else ssim)
         if level < levels - 1:
             a, b = _halve(a), _halve(b)
-    terms = torch.stack(css[:-1], dim=1) ** weights[:-1]
-    return terms.prod(dim=1) * ssim ** weights[-1]
+    return torch.stack(terms, dim=1)
 
 
 def _halve(x: torch.Tensor) -> torch.Tensor:

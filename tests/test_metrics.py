@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from gan.dped import DpedSource, decode_patch, find_layout
-from gan.metrics import mean_finite, ms_ssim, psnr
+from gan.metrics import MS_SSIM_WEIGHTS, mean_finite, ms_ssim, ms_ssim_terms, psnr
 from gan.patches import to_tensor
 
 
@@ -73,3 +73,17 @@ def test_ssim_agrees_with_scikit_image_where_the_definitions_coincide():
             channel_axis=2)
         assert ours[i].item() == pytest.approx(theirs, abs=1e-12)
     assert ssim(a, a).tolist() == pytest.approx([1.0, 1.0])
+
+
+def test_ms_ssim_terms_show_fine_noise_at_the_fine_scales():
+    torch.manual_seed(0)
+    clean = torch.rand(2, 3, 1, 1) * 0.5 + torch.linspace(0, 0.4, 100).view(1, 1, 1, 100).expand(2, 3, 100, 100)
+    noisy = clean + 0.05 * torch.randn_like(clean)
+    terms = ms_ssim_terms(noisy, clean)
+    assert terms.shape == (2, 5)
+    # Pixel noise averages out as the scales halve: each factor is closer to 1 than the last.
+    mean = terms.mean(dim=0)
+    assert all(mean[i] < mean[i + 1] for i in range(3)), mean
+    assert torch.allclose(ms_ssim_terms(clean, clean), torch.ones(2, 5, dtype=torch.float64))
+    weights = torch.tensor(MS_SSIM_WEIGHTS, dtype=torch.float64)
+    assert torch.allclose((terms ** weights).prod(dim=1), ms_ssim(noisy, clean))
