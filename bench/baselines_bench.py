@@ -34,9 +34,9 @@ def photo(width: int, height: int):
 
 def method(name: str):
     if name == "clhe":
-        from gan.baselines.clhe import clhe
+        from gan.evaluation.baselines.clhe import clhe
         return clhe
-    from gan.baselines.npea import npea
+    from gan.evaluation.baselines.npea import npea
     return npea
 
 

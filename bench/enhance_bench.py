@@ -46,7 +46,7 @@ def enhancer(method: str):
     """(H, W, 3) uint8 -> enhanced, for one method."""
     import numpy as np
 
-    from gan.inference import enhance_array
+    from gan.deploy.inference import enhance_array
     from gan.networks import build_generator
 
     if method in ("ours", "ours_whole", "dped_resnet"):
@@ -60,9 +60,9 @@ def enhancer(method: str):
             return enhance_array(generator, image.astype(np.float32) / 255.0, **tiling)
         return run
     if method == "clhe":
-        from gan.baselines.clhe import clhe
+        from gan.evaluation.baselines.clhe import clhe
         return clhe
-    from gan.baselines.npea import npea
+    from gan.evaluation.baselines.npea import npea
     return npea
 
 

@@ -5,7 +5,7 @@
 
 Builds a DPED-layout zip (deflated, as DPED's own zip is) from a pool of distinct pairs repeated
 under new indices: the real DPED pairs of ../shared/dped-mini when present, else simulated pairs
-(gan.sample), so decoding costs what real patches cost. Then runs the
+(gan.data.sample), so decoding costs what real patches cost. Then runs the
 real stage command (``python -m stages extract``) twice, once with one worker as the baseline
 and once with every core, sampling the summed RSS of the stage's process tree.
 
@@ -31,7 +31,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gan.sample import sample_pairs  # noqa: E402
+from gan.data.sample import sample_pairs  # noqa: E402
 
 
 DPED_MINI = ROOT.parent / "shared" / "dped-mini" / "iphone"

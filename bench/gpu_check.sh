@@ -35,8 +35,8 @@ log "== 2. enhance latency (shipped model, tiled as the enhance command runs it)
 timeout 90 "$PY" - <<'PY' 2>&1 | tee -a "$LOG"
 import os, time, numpy as np, torch
 from gan.checkpoint import load_generator
-from gan.inference import DEFAULT_OVERLAP, DEFAULT_TILE, enhance_array
-from gan.pretrained import DEFAULT_MODEL, resolve_model
+from gan.deploy.inference import DEFAULT_OVERLAP, DEFAULT_TILE, enhance_array
+from gan.deploy.pretrained import DEFAULT_MODEL, resolve_model
 device = torch.device(os.environ["DEVICE"])
 sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 generator = load_generator(resolve_model(DEFAULT_MODEL), device)

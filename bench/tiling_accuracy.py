@@ -4,8 +4,8 @@
     python bench/tiling_accuracy.py --model other.pt --tile 256 --overlaps 32 64
 
 A real photo (scikit-image's astronaut, resized) through the generator once whole and once per
-overlap in tiles (gan/inference.py); prints the largest, 99.9th-percentile and mean absolute
-difference in 8-bit grey levels. The figures behind gan/inference.py's DEFAULT_OVERLAP.
+overlap in tiles (gan/deploy/inference.py); prints the largest, 99.9th-percentile and mean absolute
+difference in 8-bit grey levels. The figures behind gan/deploy/inference.py's DEFAULT_OVERLAP.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def main() -> None:
     from skimage import data
 
     from gan.checkpoint import load_generator
-    from gan.inference import enhance_array
+    from gan.deploy.inference import enhance_array
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "generator.pt")

@@ -33,11 +33,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gan.dped import DpedSource, find_layout  # noqa: E402
-from gan.extract import ExtractConfig, extract  # noqa: E402
-from gan.patches import data_fingerprint  # noqa: E402
+from gan.data.dped import DpedSource, find_layout  # noqa: E402
+from gan.data.extract import ExtractConfig, extract  # noqa: E402
+from gan.data.patches import data_fingerprint  # noqa: E402
 from gan.runtime import cpu_has_native_bf16  # noqa: E402
-from gan.sample import write_sample_zip  # noqa: E402
+from gan.data.sample import write_sample_zip  # noqa: E402
 from gan.train import Dist, RunSpec, Trainer  # noqa: E402
 
 DPED_MINI = ROOT.parent / "shared" / "dped-mini" / "iphone"

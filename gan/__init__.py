@@ -1,0 +1,2 @@
+"""Perceptual photo enhancement with GANs (Que & Lee): the paper at the root (networks, losses,
+train, checkpoint, metrics), data / evaluation / deploy in their own wings."""

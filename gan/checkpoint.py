@@ -9,12 +9,13 @@ tries to is refused by ``weights_only=True``.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from gan.fsio import atomic_path
 
 FORMAT = "ppe-gan generator"
 VERSION = 1
@@ -25,7 +26,7 @@ class CheckpointError(ValueError):
 
 
 def save_generator(path: Path, generator: nn.Module, provenance: dict[str, Any]) -> None:
-    """Write the generator atomically (a temporary file, then a rename)."""
+    """Write the generator atomically."""
     payload = {
         "format": FORMAT,
         "version": VERSION,
@@ -38,10 +39,9 @@ def save_generator(path: Path, generator: nn.Module, provenance: dict[str, Any])
 
 
 def atomic_torch_save(payload: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    """``torch.save``, atomically (gan.fsio): a crash never leaves half a checkpoint."""
+    with atomic_path(path) as temporary:
+        torch.save(payload, temporary)
 
 
 def read_generator(path: Path) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from gan.checkpoint import atomic_torch_save
 from gan.losses import GeneratorLoss, LossWeights, adversarial_d_loss
 from gan.metrics import mean_finite, ms_ssim, psnr
 from gan.networks import GENERATORS, build_discriminator, build_generator
-from gan.patches import PatchPairs
+from gan.data.patches import PatchPairs
 from gan.runtime import keep_freed_memory, resolve_device, resolve_precision
 
 # train.* keys that do not change what a training step computes: a checkpoint made with other
@@ -82,7 +82,7 @@ class RunSpec:
     distance: str
     msssim_win: int
     train: TrainConfig
-    data: str  # fingerprint of the patch set (gan.patches.data_fingerprint)
+    data: str  # fingerprint of the patch set (gan.data.patches.data_fingerprint)
 
     # params.yaml keys of each section that a run reads (dvc.yaml tracks whole sections).
     MODEL_KEYS = ("generator", "depth", "base_width", "growth_rate", "layers_per_block",

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from gan.fsio import write_bytes, write_text
+
+__all__ = ["PARAMS", "ParamsError", "fail", "load_params", "pick", "section", "write_bytes", "write_json",
+           "write_text"]
 
 PARAMS = Path("params.yaml")
 
@@ -49,21 +53,8 @@ def pick(values: dict[str, Any], keys: tuple[str, ...], where: str) -> dict[str,
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically: a reader sees the old file or the new one, never half of one."""
+    """Write JSON atomically (gan.fsio): a reader sees the old file or the new one."""
     write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
-
-
-def write_text(path: Path, text: str) -> None:
-    write_bytes(path, text.encode())
-
-
-def write_bytes(path: Path, data: bytes) -> None:
-    """Write a file atomically (a temporary file beside it, then a rename), folders created."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def fail(message: str) -> None:

@@ -18,7 +18,7 @@ from stages.common import PARAMS, ParamsError, fail, load_params, pick, section,
 
 KEYS = ("source", "phone", "urls", "sha256", "archive", "retries", "seed", "sample_train_pairs",
         "sample_test_pairs", "pirm_urls", "pirm_train", "pirm_test")
-SAMPLE_ORIGIN = "scikit-image bundled photos through a simulated phone camera (gan/sample.py)"
+SAMPLE_ORIGIN = "scikit-image bundled photos through a simulated phone camera (gan/data/sample.py)"
 
 
 def main(
@@ -32,10 +32,10 @@ def main(
 ) -> None:
     """Fetch DPED or PIRM's DPED pairs (mirrors, or data.archive) or build the sample, as
     data/raw/dped.zip."""
-    from gan.archive import ArchiveError, UnsafeArchiveError
-    from gan.dped import LayoutError
-    from gan.fetch import DownloadError
-    from gan.pirm import SplitError
+    from gan.data.archive import ArchiveError, UnsafeArchiveError
+    from gan.data.dped import LayoutError
+    from gan.data.fetch import DownloadError
+    from gan.data.pirm import SplitError
 
     try:
         cfg = pick(section(load_params(params), "data", params), KEYS, "data")
@@ -62,8 +62,8 @@ def main(
 def build_sample(cfg: dict, dest: Path, progress: bool) -> dict:
     from tqdm import tqdm
 
-    from gan.fetch import sha256_of
-    from gan.sample import write_sample_zip
+    from gan.data.fetch import sha256_of
+    from gan.data.sample import write_sample_zip
 
     train, test = int(cfg["sample_train_pairs"]), int(cfg["sample_test_pairs"])
     if train < 1 or test < 1:
@@ -76,8 +76,8 @@ def build_sample(cfg: dict, dest: Path, progress: bool) -> dict:
 
 
 def fetch_dped(cfg: dict, dest: Path, downloads: Path, progress: bool) -> dict:
-    from gan.archive import archive_kind, check_zip, to_zip
-    from gan.fetch import download, sha256_of
+    from gan.data.archive import archive_kind, check_zip, to_zip
+    from gan.data.fetch import download, sha256_of
 
     pin = (cfg["sha256"] or "").strip().lower() or None
     if cfg["archive"]:
@@ -103,9 +103,9 @@ def fetch_dped(cfg: dict, dest: Path, downloads: Path, progress: bool) -> dict:
 def fetch_pirm(cfg: dict, dest: Path, downloads: Path, progress: bool) -> dict:
     """PIRM 2018's DPED iPhone pairs (the ai-challenge repository, from data.pirm_urls or the
     copy at data.archive), split by PIRM index as data.pirm_train / data.pirm_test say."""
-    from gan.archive import archive_kind, check_zip, to_zip
-    from gan.fetch import download, sha256_of
-    from gan.pirm import PHONE, format_indices, normalise, parse_split
+    from gan.data.archive import archive_kind, check_zip, to_zip
+    from gan.data.fetch import download, sha256_of
+    from gan.data.pirm import PHONE, format_indices, normalise, parse_split
 
     if cfg["phone"] != PHONE:
         raise ParamsError(f"data.phone is {cfg['phone']!r}, but data.source: pirm has {PHONE} pairs "
@@ -148,7 +148,7 @@ def fetch_pirm(cfg: dict, dest: Path, downloads: Path, progress: bool) -> dict:
 def local_copy(archive: object, pin: str | None, what: str) -> tuple[Path, str | None]:
     """data.archive as a path that exists, and its sha256 when it is a file (checked against the
     pin); a folder has no digest of its own."""
-    from gan.fetch import DownloadError, sha256_of
+    from gan.data.fetch import DownloadError, sha256_of
 
     local = Path(os.path.expanduser(str(archive)))
     if not local.exists():
@@ -165,7 +165,7 @@ def local_copy(archive: object, pin: str | None, what: str) -> tuple[Path, str |
 
 def describe(dest: Path, phone: str) -> dict:
     """Check that the zip holds the phone's DPED layout (failing here, not later) and count it."""
-    from gan.dped import DpedSource, find_layout
+    from gan.data.dped import DpedSource, find_layout
 
     with DpedSource(dest) as source:
         layout = find_layout(source.names(), phone)

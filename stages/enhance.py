@@ -6,7 +6,7 @@
 
 Inputs are files, folders (every supported image inside, recursively; the sub-folders are kept
 under OUTDIR) and glob patterns (expanded here too, for shells that do not). Each output keeps
-its input's name (``--ext`` changes the format) and follows its format rules (gan.photo_io).
+its input's name (``--ext`` changes the format) and follows its format rules (gan.deploy.photo_io).
 One bad file is reported and the batch goes on; the exit code is 1 when any file failed.
 """
 
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import typer
 
-from gan.inference import DEFAULT_OVERLAP, DEFAULT_TILE
-from gan.pretrained import DEFAULT_MODEL
-from gan.photo_io import DEFAULT_MAX_PIXELS, SUFFIXES
+from gan.deploy.inference import DEFAULT_OVERLAP, DEFAULT_TILE
+from gan.deploy.pretrained import DEFAULT_MODEL
+from gan.deploy.photo_io import DEFAULT_MAX_PIXELS, SUFFIXES
 
 
 class EnhanceMethod(str, Enum):
@@ -97,8 +97,8 @@ def make_enhancer(method: EnhanceMethod, model: str, device: str, tile: int, ove
 
     if method is EnhanceMethod.ours:
         from gan.checkpoint import load_generator
-        from gan.inference import enhance_array, plan_tiles
-        from gan.pretrained import resolve_model
+        from gan.deploy.inference import enhance_array, plan_tiles
+        from gan.deploy.pretrained import resolve_model
         from gan.runtime import keep_freed_memory, resolve_device
 
         plan_tiles(1, 1, tile, overlap)  # checks tile / overlap before the model loads
@@ -111,9 +111,9 @@ def make_enhancer(method: EnhanceMethod, model: str, device: str, tile: int, ove
         return run_generator
 
     if method is EnhanceMethod.clhe:
-        from gan.baselines.clhe import clhe as baseline
+        from gan.evaluation.baselines.clhe import clhe as baseline
     else:
-        from gan.baselines.npea import npea as baseline
+        from gan.evaluation.baselines.npea import npea as baseline
 
     def run_baseline(rgb, on_tile=None):
         # The baselines are defined on 8-bit RGB (their histograms have 256 levels).
@@ -171,7 +171,7 @@ def run_jobs(jobs: list[Job], enhance, force: bool, quality: int, max_pixels: in
              progress: bool) -> list[Outcome]:
     from tqdm import tqdm
 
-    from gan.photo_io import PhotoError, read_photo, write_photo
+    from gan.deploy.photo_io import PhotoError, read_photo, write_photo
 
     outcomes: list[Outcome] = []
     bar = tqdm(jobs, desc="photos", unit="photo", disable=not progress)

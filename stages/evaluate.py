@@ -36,8 +36,8 @@ def main(
     from tqdm import tqdm
 
     from gan.checkpoint import CheckpointError, load_generator
-    from gan.dped import LayoutError
-    from gan.evaluate import (Method, baseline_methods, generator_method, generator_photo,
+    from gan.data.dped import LayoutError
+    from gan.evaluation.evaluate import (Method, baseline_methods, generator_method, generator_photo,
                               identity_method, score_method)
     from gan.runtime import keep_freed_memory, resolve_device
 
@@ -96,7 +96,7 @@ def main(
 def model_paths(model: Path, extras: list | None) -> dict[str, Path]:
     """``ours`` plus each extra checkpoint (a path, or a registered name such as the shipped
     iphone-dped-mini, sha256 checked) under its file name's stem (made unique)."""
-    from gan.pretrained import resolve_model
+    from gan.deploy.pretrained import resolve_model
 
     paths = {"ours": model}
     for extra in extras or []:
@@ -111,7 +111,7 @@ def model_paths(model: Path, extras: list | None) -> dict[str, Path]:
 def aligned_pairs(patches: Path):
     import numpy as np
 
-    from gan.patches import PatchPairs
+    from gan.data.patches import PatchPairs
 
     test = PatchPairs(patches, "test")
     return np.asarray(test.phone), np.asarray(test.dslr), np.arange(len(test))
@@ -121,7 +121,7 @@ def raw_pairs(raw: Path, phone_name: str):
     """The raw test pairs that decode to two images of one size (DPED scores all of them)."""
     import numpy as np
 
-    from gan.dped import DpedSource, decode_patch, find_layout
+    from gan.data.dped import DpedSource, decode_patch, find_layout
 
     phones, dslrs, indices = [], [], []
     with DpedSource(raw) as source:
@@ -151,8 +151,8 @@ def full_size_scores(methods, photos: list[Path], out: Path, keep: int, progress
     from PIL import Image
     from tqdm import tqdm
 
-    from gan.evaluate import load_photo
-    from gan.loe import lightness_order_error
+    from gan.evaluation.evaluate import load_photo
+    from gan.evaluation.loe import lightness_order_error
 
     loe: dict[str, float] = {}
     speed: dict[str, float] = {}

@@ -10,12 +10,11 @@ exported to a temporary name beside the output, checked there, and only then ren
 output: a file that fails the parity check never takes an output's place (nor replaces a good
 one under --force). The check runs the exported file and the PyTorch model on two random
 inputs, an odd size and a different batch and size, so a file whose shapes were baked in fails
-it. How the export works and why: gan/export.py.
+it. How the export works and why: gan/deploy/export.py.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from enum import Enum
 from pathlib import Path
@@ -55,10 +54,10 @@ def main(
     import torch
 
     from gan.checkpoint import CheckpointError, load_generator
-    from gan.export import (EXPORT_PACKAGES, RUNTIME_PACKAGES, SUFFIXES, ExportError,
-                            check_parity, export, require_onnx)
-
-    from gan.pretrained import registry, resolve_model
+    from gan.deploy.export import (EXPORT_PACKAGES, RUNTIME_PACKAGES, SUFFIXES, ExportError,
+                                   check_parity, export, require_onnx)
+    from gan.deploy.pretrained import registry, resolve_model
+    from gan.fsio import atomic_path
 
     fmt_name = fmt.value
     try:
@@ -82,27 +81,25 @@ def main(
     except (CheckpointError, ExportError) as exc:
         fail(str(exc))
 
-    # Export under a temporary name in the output's folder; promote it only once checked.
-    staging = out.with_name(f".{out.name}.{os.getpid()}.unchecked")
+    # Export under a temporary name in the output's folder (gan.fsio); it becomes `out` only
+    # once checked, and is removed on any failure (fail() raises, so the block does not finish).
     try:
-        began = time.perf_counter()
-        export(generator, staging, fmt_name)
-        seconds = time.perf_counter() - began
-        typer.echo(f"exported the {generator.kind} generator to {fmt_name} in {seconds:.1f} s "
-                   f"({staging.stat().st_size / 1e6:.2f} MB)")
-        if check:
-            rng = torch.Generator().manual_seed(0)
-            for shape in CHECK_SHAPES:
-                sample = torch.rand(*shape, generator=rng)
-                difference = check_parity(generator, staging, fmt_name, sample)
-                size = "x".join(map(str, shape))
-                typer.echo(f"parity on {size}: max abs difference {difference:.2e}")
-                if not difference <= TOLERANCE:  # `not <=` also catches NaN
-                    fail(f"the exported file differs from the PyTorch model by {difference:.2e} "
-                         f"on a {size} input (limit {TOLERANCE:g}); {out} was not written")
-        os.replace(staging, out)
+        with atomic_path(out) as staging:
+            began = time.perf_counter()
+            export(generator, staging, fmt_name)
+            seconds = time.perf_counter() - began
+            typer.echo(f"exported the {generator.kind} generator to {fmt_name} in {seconds:.1f} s "
+                       f"({staging.stat().st_size / 1e6:.2f} MB)")
+            if check:
+                rng = torch.Generator().manual_seed(0)
+                for shape in CHECK_SHAPES:
+                    sample = torch.rand(*shape, generator=rng)
+                    difference = check_parity(generator, staging, fmt_name, sample)
+                    size = "x".join(map(str, shape))
+                    typer.echo(f"parity on {size}: max abs difference {difference:.2e}")
+                    if not difference <= TOLERANCE:  # `not <=` also catches NaN
+                        fail(f"the exported file differs from the PyTorch model by {difference:.2e} "
+                             f"on a {size} input (limit {TOLERANCE:g}); {out} was not written")
     except (ExportError, OSError) as exc:
         fail(f"{out}: {exc}")
-    finally:
-        staging.unlink(missing_ok=True)
     typer.echo(f"wrote {out}")

@@ -23,8 +23,8 @@ def main(
     import pandas as pd
     from tqdm import tqdm
 
-    from gan.dped import DpedSource, LayoutError, find_layout
-    from gan.extract import ExtractConfig, extract, rows_table
+    from gan.data.dped import DpedSource, LayoutError, find_layout
+    from gan.data.extract import ExtractConfig, extract, rows_table
 
     try:
         all_params = load_params(params)

@@ -28,7 +28,7 @@ def main(
 ) -> None:
     """Register a trained generator under a name, with its model card and sha256."""
     from gan.checkpoint import CheckpointError, read_generator
-    from gan.pretrained import PRETRAINED_DIR, model_card, publish
+    from gan.deploy.pretrained import PRETRAINED_DIR, model_card, publish
     from stages.common import fail
 
     try:

@@ -35,9 +35,9 @@ def main(
     import numpy as np
     import pandas as pd
 
-    from gan.figures import (full_size_figure, label, method_order, patch_grid, png_bytes,
+    from gan.evaluation.figures import (full_size_figure, label, method_order, patch_grid, png_bytes,
                              score_bars, training_curves)
-    from gan.report import render
+    from gan.evaluation.report import render
 
     try:
         cfg = pick(section(load_params(params), "report", params), KEYS, "report")

@@ -33,7 +33,7 @@ def main(
 ) -> None:
     """Train the GAN (generator + discriminator) on the aligned patches."""
     from gan.losses import VGGWeightsError
-    from gan.patches import data_fingerprint
+    from gan.data.patches import data_fingerprint
     from gan.train import RunSpec, TrainingDiverged
 
     try:

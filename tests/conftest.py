@@ -87,6 +87,11 @@ PROJECT_FILES = ["dvc.yaml", "params.yaml", ".gitignore", ".dvcignore", ".dvc/co
                  ".dvc/.gitignore", "stages", "gan"]
 
 
+def temporaries(folder: Path) -> list[Path]:
+    """Temporary files of an atomic write (gan.fsio) left anywhere under ``folder``."""
+    return sorted(p for p in Path(folder).rglob("*") if p.name.endswith(".tmp"))
+
+
 def run(cmd: list[str], cwd: Path) -> str:
     env = dict(os.environ)
     # The stage commands call `python`: it must be this interpreter, with the project installed.

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from gan.align import align_pairs, crop_aligned, estimate_shift, luminance, ncc
+from gan.data.align import align_pairs, crop_aligned, estimate_shift, luminance, ncc
 from tests.conftest import shifted_pair
 
 

@@ -1,4 +1,4 @@
-"""gan.archive: refusing unsafe archives and normalising zip / tar / folder inputs to one zip."""
+"""gan.data.archive: refusing unsafe archives and normalising zip / tar / folder inputs to one zip."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from gan.archive import ArchiveError, UnsafeArchiveError, archive_kind, check_tar, check_zip, to_zip
+from gan.data.archive import ArchiveError, UnsafeArchiveError, archive_kind, check_tar, check_zip, to_zip
+from tests.conftest import temporaries
 
 # A small DPED-like tree: phone and DSLR patches side by side.
 TREE = {
@@ -66,13 +67,13 @@ def _tree_tar(path: Path, mode: str = "w:gz") -> Path:
 
 
 def _assert_refused_cleanly(src: Path, tmp_path: Path, member: str) -> None:
-    """to_zip refuses `src`, names the member, and leaves neither dest nor dest.tmp behind."""
+    """to_zip refuses `src`, names the member, and leaves neither dest nor a temporary behind."""
     dest = tmp_path / "out" / "dped.zip"
     with pytest.raises(UnsafeArchiveError) as refusal:
         to_zip(src, dest, progress=False)
     assert repr(member) in str(refusal.value) and str(src) in str(refusal.value)
     assert not dest.exists()
-    assert not dest.with_name(dest.name + ".tmp").exists()
+    assert not temporaries(dest.parent)
 
 
 # ------------------------------------------------------------------ refusals
@@ -140,7 +141,7 @@ def test_tar_gz_repacks_to_zip_with_same_names_and_bytes(tmp_path: Path) -> None
     with zipfile.ZipFile(dest) as archive:
         assert {info.compress_type for info in archive.infolist()} == {zipfile.ZIP_STORED}
         assert {info.date_time for info in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
-    assert not dest.with_name("dped.zip.tmp").exists()
+    assert not temporaries(dest.parent)
 
 
 def test_tar_with_dot_prefix_and_links_repacks_regular_files(tmp_path: Path) -> None:
@@ -193,7 +194,7 @@ def test_existing_dest_is_untouched_on_refusal(tmp_path: Path) -> None:
     with pytest.raises(UnsafeArchiveError):
         to_zip(src, dest, progress=False)
     assert dest.read_bytes() == b"previous good archive"
-    assert not (tmp_path / "dped.zip.tmp").exists()
+    assert not temporaries(tmp_path)
 
 
 # ------------------------------------------------------------------ kind detection
@@ -229,4 +230,4 @@ def test_truncated_tar_gz_is_an_archive_error(tmp_path: Path) -> None:
     dest = tmp_path / "out.zip"
     with pytest.raises(ArchiveError):
         to_zip(broken, dest, progress=False)
-    assert not dest.exists() and not (tmp_path / "out.zip.tmp").exists()
+    assert not dest.exists() and not temporaries(tmp_path)

@@ -1,4 +1,4 @@
-"""CLHE baseline (gan/baselines/clhe.py): the JND model, the block brightness rule, the clipping
+"""CLHE baseline (gan/evaluation/baselines/clhe.py): the JND model, the block brightness rule, the clipping
 loop, robustness on edge-case images, the white-balance switch, its effect on a low-contrast
 photo, and the vectorised colour-restricted mean against a slow per-pixel reference."""
 
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import skimage.data
 
-from gan.baselines import clhe as clhe_mod
-from gan.baselines.clhe import brightness_target, clhe, clip_histogram, jnd, similar_colour_mean
+from gan.evaluation.baselines import clhe as clhe_mod
+from gan.evaluation.baselines.clhe import brightness_target, clhe, clip_histogram, jnd, similar_colour_mean
 
 
 def _jnd_by_hand(b: float) -> float:

@@ -15,8 +15,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from gan.dped import DpedSource, find_layout
-from gan.sample import write_sample_zip
+from gan.data.dped import DpedSource, find_layout
+from gan.data.sample import write_sample_zip
 from stages.app import app
 
 

@@ -2,7 +2,7 @@ import zipfile
 
 import pytest
 
-from gan.dped import DpedSource, LayoutError, find_layout
+from gan.data.dped import DpedSource, LayoutError, find_layout
 
 
 def names(root, phone="iphone", n=3):

@@ -10,9 +10,9 @@ import pytest
 from scipy.ndimage import gaussian_filter, gaussian_laplace
 from scipy.ndimage import shift as subpixel_move
 
-from gan.align import luminance, ncc
-from gan.dped import DpedSource, decode_patch, find_layout
-from gan.extract import ExtractConfig, extract
+from gan.data.align import luminance, ncc
+from gan.data.dped import DpedSource, decode_patch, find_layout
+from gan.data.extract import ExtractConfig, extract
 
 
 def lucas_kanade(moving: np.ndarray, reference: np.ndarray, iterations: int = 5) -> np.ndarray:

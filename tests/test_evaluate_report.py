@@ -14,10 +14,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from gan.checkpoint import save_generator
-from gan.dped import DpedSource, find_layout
-from gan.extract import ExtractConfig, extract
+from gan.data.dped import DpedSource, find_layout
+from gan.data.extract import ExtractConfig, extract
 from gan.networks import build_generator
-from gan.sample import write_sample_zip
+from gan.data.sample import write_sample_zip
 from stages.app import app
 from tests.conftest import ROOT, dvc, run
 

@@ -16,9 +16,9 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from gan import export as gan_export
+from gan.deploy import export as gan_export
 from gan.checkpoint import save_generator
-from gan.export import (ExportError, ExportWrapper, check_parity, export_onnx,
+from gan.deploy.export import (ExportError, ExportWrapper, check_parity, export_onnx,
                         export_torchscript, min_side, padding_multiple, read_metadata)
 from gan.networks import build_generator
 from stages.export import main
@@ -202,7 +202,7 @@ def test_dped_resnet_onnx(resnet, tmp_path):
 
 
 def without(monkeypatch, *names: str) -> None:
-    """Make gan.export's import of the given packages fail, as when they are not installed."""
+    """Make gan.deploy.export's import of the given packages fail, as when they are not installed."""
     real_import_module = importlib.import_module
 
     def import_module(name: str, package: str | None = None):

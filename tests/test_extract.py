@@ -6,9 +6,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from gan.dped import DpedSource, find_layout
-from gan.extract import ExtractConfig, extract
-from gan.sample import write_sample_zip
+from gan.data.dped import DpedSource, find_layout
+from gan.data.extract import ExtractConfig, extract
+from gan.data.sample import write_sample_zip
 from stages.app import app
 from tests.conftest import jpeg, shifted_pair, textured, write_dped_zip
 
@@ -56,7 +56,7 @@ def test_kept_rows_hold_the_aligned_crops(sample_zip, tmp_path):
     summary = run_extract(archive, tmp_path / "out", workers=1)
     phone = np.load(tmp_path / "out" / "test_phone.npy")
     with DpedSource(archive) as source:
-        from gan.dped import decode_patch
+        from gan.data.dped import decode_patch
 
         row = next(r for r in summary.rows if r.split == "test" and r.kept and r.index == 7)
         raw = decode_patch(source.read(f"dped/iphone/test_data/patches/iphone/{row.index}.jpg"))

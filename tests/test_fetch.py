@@ -1,4 +1,4 @@
-"""gan.fetch against a real HTTP server on 127.0.0.1 (no internet needed)."""
+"""gan.data.fetch against a real HTTP server on 127.0.0.1 (no internet needed)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from typing import Iterator
 
 import pytest
 
-from gan.fetch import DownloadError, Fetched, download, part_path_for, sha256_of
+from gan.data.fetch import DownloadError, Fetched, download, part_path_for
+from gan.fsio import sha256_of
 from tests.conftest import local_http_server
 
 ETAG = '"dped-v1"'
@@ -134,11 +135,6 @@ def _get(urls: list[str], tmp_path: Path, **kwargs: object) -> Fetched:
     kwargs.setdefault("timeout", 5.0)
     return download(urls, tmp_path / "out" / "dped.zip", part_dir=tmp_path / "downloads", progress=False, **kwargs)
 
-
-def test_sha256_of(tmp_path: Path) -> None:
-    path = tmp_path / "f"
-    path.write_bytes(PAYLOAD)
-    assert sha256_of(path, chunk=1000) == PAYLOAD_SHA
 
 
 def test_part_file_is_named_after_the_url(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Tiled inference (gan/inference.py): coverage, agreement with whole-image inference, seams."""
+"""Tiled inference (gan/deploy/inference.py): coverage, agreement with whole-image inference, seams."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 from skimage import data
 
-from gan.inference import enhance_array, grid_multiple, plan_tiles
+from gan.deploy.inference import enhance_array, grid_multiple, plan_tiles
 from gan.networks import build_generator
 
 TINY = {"depth": 2, "base_width": 8, "growth_rate": 4, "layers_per_block": 2}

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from gan.dped import DpedSource, decode_patch, find_layout
+from gan.data.dped import DpedSource, decode_patch, find_layout
 from gan.metrics import MS_SSIM_WEIGHTS, mean_finite, ms_ssim, ms_ssim_terms, psnr
-from gan.patches import to_tensor
+from gan.data.patches import to_tensor
 
 
 def test_psnr_of_a_constant_offset():

@@ -1,4 +1,4 @@
-"""NPEA (gan/baselines/npea.py) and the lightness order error (gan/loe.py)."""
+"""NPEA (gan/evaluation/baselines/npea.py) and the lightness order error (gan/evaluation/loe.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 from skimage import data, exposure
 
-from gan.baselines import npea as npea_module
-from gan.baselines.npea import bilog_transform, bright_pass, illumination, npea
-from gan.loe import lightness_order_error
+from gan.evaluation.baselines import npea as npea_module
+from gan.evaluation.baselines.npea import bilog_transform, bright_pass, illumination, npea
+from gan.evaluation.loe import lightness_order_error
 
 ROOT = Path(__file__).resolve().parents[1]
 DPED_FULL_SIZE = (ROOT.parent / "shared" / "dped-mini" / "iphone" / "test_data"

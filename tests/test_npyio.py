@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from gan.npyio import NpyAppender
+from gan.data.npyio import NpyAppender
+from tests.conftest import temporaries
 
 
 def test_rows_appended_in_pieces_load_as_one_array(tmp_path):
@@ -48,7 +49,7 @@ def test_an_error_leaves_no_file(tmp_path):
         with NpyAppender(path, (2,)) as writer:
             writer.append(np.zeros((1, 2), np.uint8))
             raise RuntimeError("interrupted")
-    assert not path.exists() and not (tmp_path / "d.npy.tmp").exists()
+    assert not path.exists() and not temporaries(tmp_path)
 
 
 def test_wrong_row_shape_is_refused(tmp_path):

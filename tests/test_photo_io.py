@@ -1,4 +1,4 @@
-"""gan/photo_io.py: real photos in and out (formats, modes, 16 bits, EXIF, ICC, bad files, atomic).
+"""gan/deploy/photo_io.py: real photos in and out (formats, modes, 16 bits, EXIF, ICC, bad files, atomic).
 
 Inputs are made here with Pillow (or tifffile / imagecodecs for 16-bit colour, which Pillow cannot
 write) and outputs are checked with those independent readers where they can tell, so a bug in
@@ -22,8 +22,8 @@ import pytest
 import tifffile
 from PIL import Image, ImageCms, ImageOps
 
-from gan import photo_io
-from gan.photo_io import Photo, PhotoError, image_size, output_format, read_photo, write_photo
+from gan.deploy import photo_io
+from gan.deploy.photo_io import Photo, PhotoError, image_size, output_format, read_photo, write_photo
 
 # photo_io's own warnings (alpha dropped, EXIF damaged...) fail a test that does not expect them
 pytestmark = pytest.mark.filterwarnings("error::UserWarning")

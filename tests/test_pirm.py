@@ -24,10 +24,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gan.dped import DpedSource, LayoutError, find_layout
-from gan.pirm import (SplitError, check_split, find_pirm, format_indices, normalise, parse_indices,
+from gan.data.dped import DpedSource, LayoutError, find_layout
+from gan.data.pirm import (SplitError, check_split, find_pirm, format_indices, normalise, parse_indices,
                       parse_split)
-from tests.conftest import jpeg, local_http_server
+from tests.conftest import jpeg, local_http_server, temporaries
 from tests.test_download_stage import run_download
 
 TOP = "ai-challenge-master/"  # GitHub's archive zip puts every path under the repository folder
@@ -286,7 +286,7 @@ def test_a_damaged_member_leaves_dest_untouched(tmp_path, pirm_zip, monkeypatch)
     with pytest.raises(ValueError, match="CRC mismatch"):
         normalise(pirm_zip, dest, [0, 1], [2])
     assert dest.read_bytes() == b"the previous archive"
-    assert not list(tmp_path.glob("*.tmp"))
+    assert not temporaries(tmp_path)
 
 
 # -- the download stage with data.source: pirm -------------------------------------------------

@@ -15,11 +15,13 @@ from skimage import data
 from typer.testing import CliRunner
 
 from gan.checkpoint import CheckpointError, load_generator, read_generator, save_generator
+from gan.deploy.pretrained import (DATA_TERMS, DEFAULT_MODEL, PRETRAINED_DIR, publish, registry,
+                                   resolve_model)
+from gan.fsio import sha256_of
 from gan.networks import build_generator
-from gan.pretrained import (DATA_TERMS, DEFAULT_MODEL, PRETRAINED_DIR, publish, registry,
-                            resolve_model, sha256_of)
 from gan.recipe import RecipeError, apply_recipe, load_recipe, set_params_args
 from stages.app import app
+from tests.conftest import temporaries
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"depth": 2, "base_width": 8, "growth_rate": 4, "layers_per_block": 2}
@@ -48,7 +50,7 @@ def test_publish_registers_a_checked_copy_with_its_card(trained, tmp_path):
                      "summary": "a tiny one"}
     assert resolve_model("tiny", folder) == target
     assert load_generator(resolve_model("tiny", folder)).kind == "dense_unet"
-    assert not list(folder.glob("*.tmp"))
+    assert not temporaries(folder)
 
 
 def test_a_changed_or_missing_registered_file_is_refused_by_name(trained, tmp_path):
@@ -127,9 +129,9 @@ def test_enhance_without_a_model_uses_the_shipped_one(tmp_path):
 
 def test_the_shipped_models_card_states_its_real_scores(dped_mini):
     """The card's score on dped-mini's 40 raw test pairs is what the committed file gives."""
-    from gan.dped import DpedSource, decode_patch, find_layout
+    from gan.data.dped import DpedSource, decode_patch, find_layout
     from gan.metrics import mean_finite, ms_ssim, psnr
-    from gan.patches import to_tensor
+    from gan.data.patches import to_tensor
 
     with DpedSource(dped_mini / "iphone") as source:
         pairs = find_layout(source.names(), "iphone").pairs["test"]

@@ -8,9 +8,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from gan import sample
-from gan.dped import DpedSource, find_layout
-from tests.conftest import ROOT
+from gan.data import sample
+from gan.data.dped import DpedSource, find_layout
+from tests.conftest import ROOT, temporaries
 
 
 def _quiet(profile: sample.PhoneProfile, **changes) -> sample.PhoneProfile:
@@ -114,7 +114,7 @@ def test_sample_zip_has_the_dped_layout_and_the_same_bytes_for_the_same_seed(tmp
         assert len(layout.full_size) >= 2
         photo = Image.open(io.BytesIO(source.read(layout.full_size[0])))
         assert min(photo.size) >= 300
-    assert not (tmp_path / "a.zip.tmp").exists()
+    assert not temporaries(tmp_path)
     with zipfile.ZipFile(a) as zf:
         assert all(i.compress_type == zipfile.ZIP_STORED for i in zf.infolist())
 

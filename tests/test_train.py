@@ -19,11 +19,11 @@ import yaml
 from typer.testing import CliRunner
 
 from gan.checkpoint import CheckpointError, load_generator, read_generator
-from gan.dped import DpedSource, find_layout
-from gan.extract import ExtractConfig, extract
+from gan.data.dped import DpedSource, find_layout
+from gan.data.extract import ExtractConfig, extract
 from gan.losses import LossWeights
-from gan.patches import PatchPairs, data_fingerprint
-from gan.sample import write_sample_zip
+from gan.data.patches import PatchPairs, data_fingerprint
+from gan.data.sample import write_sample_zip
 from gan.runtime import cpu_has_native_bf16, describe_cpu, resolve_precision
 from gan.train import Dist, RunSpec, SettingsError, Trainer, TrainConfig, TrainingDiverged
 from stages.app import app

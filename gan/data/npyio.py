@@ -15,6 +15,8 @@ from types import TracebackType
 
 import numpy as np
 
+from gan.fsio import AtomicTarget
+
 _MAGIC = b"\x93NUMPY\x01\x00"  # format version 1.0
 # Room reserved for the header so the final row count always fits without moving the data;
 # a multiple of 64 keeps the data aligned, as numpy's own writer does.
@@ -32,7 +34,8 @@ def _header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
 
 
 class NpyAppender:
-    """Append rows of a fixed shape to ``path`` (written as ``path.tmp``, renamed on close).
+    """Append rows of a fixed shape to ``path``, atomically (gan.fsio: a temporary beside it,
+    renamed on close).
 
     Use as a context manager: on a clean exit the header gets the final row count, the file is
     flushed to disk and atomically renamed to ``path``; on an exception the temporary file is
@@ -41,11 +44,11 @@ class NpyAppender:
 
     def __init__(self, path: Path, row_shape: tuple[int, ...], dtype: np.dtype | type = np.uint8):
         self.path = Path(path)
-        self.tmp = self.path.with_name(self.path.name + ".tmp")
+        self._target = AtomicTarget(self.path)
+        self.tmp = self._target.temporary
         self.row_shape = tuple(row_shape)
         self.dtype = np.dtype(dtype)
         self.rows = 0
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(self.tmp, "wb")
         self._file.write(_header(self.dtype, (0, *self.row_shape)))
 
@@ -85,15 +88,12 @@ class NpyAppender:
     def close(self) -> Path:
         self._file.seek(0)
         self._file.write(_header(self.dtype, (self.rows, *self.row_shape)))
-        self._file.flush()
-        os.fsync(self._file.fileno())
         self._file.close()
-        os.replace(self.tmp, self.path)
-        return self.path
+        return self._target.commit()
 
     def abort(self) -> None:
         self._file.close()
-        self.tmp.unlink(missing_ok=True)
+        self._target.discard()
 
     def __enter__(self) -> "NpyAppender":
         return self

@@ -34,7 +34,9 @@ from typing import Sequence
 
 from tqdm import tqdm
 
-__all__ = ["DownloadError", "Fetched", "sha256_of", "download", "part_path_for"]
+from gan.fsio import atomic_path, sha256_of, write_text
+
+__all__ = ["DownloadError", "Fetched", "download", "part_path_for"]
 
 USER_AGENT = "ppe-gan/0.1 (DPED dataset download; python-urllib)"
 
@@ -94,15 +96,6 @@ class _PartInfo:
     validator: str | None = None  # ETag, else Last-Modified; sent back as If-Range
     total: int | None = None  # full size of the archive, when the server said
     content_type: str | None = None
-
-
-def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in chunks so large archives need no memory."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def part_path_for(url: str, part_dir: Path) -> Path:
@@ -399,23 +392,16 @@ def _not_an_archive_reason(head: bytes, content_type: str | None) -> str:
 
 
 def _move_into_place(part: Path, dest: Path) -> None:
-    """Atomically put the finished part at `dest`; copy first when they are on different filesystems."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.replace(part, dest)
-        return
-    except OSError as err:
-        if err.errno != errno.EXDEV:
-            raise
-    # os.replace cannot cross filesystems: copy next to dest, then rename there,
-    # so dest is still never half-written.
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    try:
-        shutil.copyfile(part, tmp)
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-    part.unlink()
+    """Put the finished part at `dest` atomically (gan.fsio): a rename where both are on one
+    file system, a copy where they are not; `dest` is never half-written either way."""
+    with atomic_path(dest) as temporary:
+        try:
+            os.replace(part, temporary)
+        except OSError as err:
+            if err.errno != errno.EXDEV:
+                raise
+            shutil.copyfile(part, temporary)
+    part.unlink(missing_ok=True)
 
 
 def _validator(headers: http.client.HTTPMessage) -> str | None:
@@ -462,9 +448,7 @@ def _load_sidecar(sidecar: Path, url: str) -> _PartInfo | None:
 
 def _save_sidecar(sidecar: Path, info: _PartInfo) -> None:
     payload = {"url": info.url, "validator": info.validator, "total": info.total, "content_type": info.content_type}
-    tmp = sidecar.with_name(sidecar.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1), encoding="utf-8")
-    os.replace(tmp, sidecar)  # a crash mid-write must not leave a corrupt sidecar
+    write_text(sidecar, json.dumps(payload, indent=1))  # never a corrupt sidecar after a crash
 
 
 def _discard(part: Path, sidecar: Path) -> None:

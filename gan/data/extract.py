@@ -1,7 +1,7 @@
 """Extract and align: DPED pairs (100x100 JPEGs) -> aligned 96x96 uint8 patch arrays.
 
 Work is split into chunks of pairs. Each worker process opens the source once and, per chunk,
-decodes the JPEGs, aligns the whole chunk in one vectorised pass (gan.align) and returns the
+decodes the JPEGs, aligns the whole chunk in one vectorised pass (gan.data.align) and returns the
 kept crops; the parent writes them in order to streaming .npy files, so memory stays flat in
 the number of pairs. A bad file costs only its own pair: it is counted by reason and named in
 the per-pair table.
@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from gan.align import align_pairs
-from gan.dped import DpedLayout, DpedSource, Pair, decode_patch
-from gan.npyio import NpyAppender
+from gan.data.align import align_pairs
+from gan.data.dped import DpedLayout, DpedSource, Pair, decode_patch
+from gan.data.npyio import NpyAppender
+from gan.fsio import write_bytes
 from gan.runtime import keep_freed_memory
 
 # Why a pair was dropped ('ok' when kept), in the order they are checked.
@@ -317,9 +318,7 @@ def copy_full_size(source_path: Path, layout: DpedLayout,
             except ValueError as exc:
                 skipped[base] = str(exc)
                 continue
-            tmp = dest / (base + ".tmp")
-            tmp.write_bytes(data)
-            tmp.replace(dest / base)
+            write_bytes(dest / base, data)
             copied.append(base)
     return copied, skipped
 

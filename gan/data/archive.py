@@ -3,8 +3,8 @@
 Whatever the user points ``data.archive`` at is checked for members that could
 write outside the extraction folder (zip-slip / tar-slip: absolute names, '..'
 components, links that escape, device files) and normalised to one zip, so the
-rest of the pipeline only ever reads zips. The output is written to
-``<dest>.tmp`` and renamed into place, so ``dest`` is either complete or untouched.
+rest of the pipeline only ever reads zips. The output is written atomically (gan.fsio), so
+``dest`` is either complete or untouched.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from tqdm import tqdm
+
+from gan.fsio import atomic_path
 
 __all__ = ["UnsafeArchiveError", "ArchiveError", "archive_kind", "check_zip", "check_tar", "to_zip"]
 
@@ -128,24 +130,16 @@ def to_zip(src: Path, dest: Path, progress: bool = True) -> str:
     temporary file remains.
     """
     kind = archive_kind(src)
-    tmp = dest.with_name(dest.name + ".tmp")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    try:
+    with atomic_path(dest) as tmp:
         if kind == "zip":
             check_zip(src)
             shutil.copyfile(src, tmp)
-            result = "copied"
-        elif kind == "tar":
+            return "copied"
+        if kind == "tar":
             _tar_to_zip(src, tmp, progress)
-            result = "repacked"
         else:
             _folder_to_zip(src, tmp, skip={tmp.resolve(), dest.resolve()}, progress=progress)
-            result = "repacked"
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return result
+    return "repacked"
 
 
 # ---------------------------------------------------------------- member checks

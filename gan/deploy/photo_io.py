@@ -36,8 +36,8 @@ Choices, and why:
 - **CMYK** is converted to RGB with LittleCMS (PIL.ImageCms, perceptual intent) from its embedded
   profile to sRGB, and an sRGB profile travels instead of the CMYK one; without a profile Pillow's
   plain (naive) conversion is all there is.
-- **Writes are atomic**: a uniquely named hidden temporary file in the output's folder, fsync'ed,
-  then ``os.replace``; on any exception, KeyboardInterrupt included, the temporary is removed.
+- **Writes are atomic** (gan.fsio): a uniquely named hidden temporary file in the output's
+  folder, fsync'ed, then renamed; on any exception, KeyboardInterrupt included, it is removed.
 - **Memory**: a read holds the decoded integers and the float32 result (about 4 + 12 bytes a
   pixel for 8-bit RGB); a write quantises in strips of about a megapixel into one integer array,
   so neither holds more than a couple of full-size copies.
@@ -52,7 +52,6 @@ import contextlib
 import functools
 import io
 import os
-import secrets
 import stat
 import struct
 import threading
@@ -67,6 +66,8 @@ import imagecodecs
 import numpy as np
 import tifffile
 from PIL import Image, ImageCms, TiffImagePlugin, UnidentifiedImageError
+
+from gan.fsio import atomic_path
 
 DEFAULT_MAX_PIXELS = 200_000_000  # refuse decompression bombs; a 100 MP camera is well inside
 
@@ -615,23 +616,17 @@ def _output_icc(icc: bytes | None, fmt: str, gray: bool) -> bytes | None:
 
 @contextlib.contextmanager
 def _atomic_output(path: Path) -> Iterator[IO[bytes]]:
-    """A file to write ``path``'s content to; it replaces ``path`` only if the body succeeds."""
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    try:
-        fh = open(temporary, "x+b")  # x: exclusive creation, never someone else's file
-    except OSError as exc:
-        reason = ("the folder does not exist" if isinstance(exc, FileNotFoundError)
-                  else _os_problem(exc))
-        raise _fail(path, f"cannot create the output file: {reason}") from exc
-    try:
+    """A file to write ``path``'s content to; it replaces ``path`` only if the body succeeds
+    (gan.fsio). The folder must exist: a photo is never written to a folder made by mistake."""
+    with atomic_path(path, make_folders=False) as temporary:
+        try:
+            fh = open(temporary, "x+b")  # x: exclusive creation, never someone else's file
+        except OSError as exc:
+            reason = ("the folder does not exist" if isinstance(exc, FileNotFoundError)
+                      else _os_problem(exc))
+            raise _fail(path, f"cannot create the output file: {reason}") from exc
         with fh:
             yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(temporary, path)
-    except BaseException:  # KeyboardInterrupt too: never leave a partial file behind
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 def _save_pillow(fh: IO[bytes], pixels: np.ndarray, fmt: str, icc: bytes | None,

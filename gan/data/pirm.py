@@ -6,12 +6,12 @@ ai-challenge) still serves 400 DPED iPhone/Canon validation pairs and 4 full-siz
     <root>dped/patches/iphone/N.jpg    <root>dped/patches/canon/N.jpg    (100x100, N = 0..399)
     <root>dped/HD_res/*.png                                               (full-size phone photos)
 
-(JPEGs in HD_res/ are taken too: gan/dped.py reads both as full-size photos.)
+(JPEGs in HD_res/ are taken too: gan/data/dped.py reads both as full-size photos.)
 
 ``<root>`` is ``ai-challenge-master/`` in GitHub's archive zip and empty in a folder extracted
 below it; it is found wherever it lies, and the rest of the repository (super-resolution data,
 pretrained models) is ignored. ``normalise`` writes the pairs of a train/test split, chosen by
-PIRM index, as one zip in the layout gan/dped.py reads (``dped/iphone/training_data/...``,
+PIRM index, as one zip in the layout gan/data/dped.py reads (``dped/iphone/training_data/...``,
 ``dped/iphone/test_data/...``), so the later stages need no PIRM-specific code. Within a split
 the pairs are renumbered K = 0..count-1 in increasing PIRM index order (DPED numbers from 0
 without gaps); the member bytes are copied unchanged, never re-encoded.
@@ -20,7 +20,6 @@ without gaps); the member bytes are copied unchanged, never re-encoded.
 from __future__ import annotations
 
 import io
-import os
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -29,8 +28,9 @@ from typing import Sequence
 
 from tqdm import tqdm
 
-from gan.archive import _new_zip, _write_entry
-from gan.dped import DSLR, FULL_SIZE_FOLDER, SPLIT_FOLDERS, DpedSource, LayoutError, _natural_key
+from gan.data.archive import _new_zip, _write_entry
+from gan.data.dped import DSLR, FULL_SIZE_FOLDER, SPLIT_FOLDERS, DpedSource, LayoutError, _natural_key
+from gan.fsio import atomic_path
 
 PHONE = "iphone"  # PIRM's DPED track has iPhone pairs only
 ROOT = f"dped/{PHONE}/"  # where the normalised zip puts them, as the DPED release does
@@ -225,23 +225,17 @@ def normalise(src: Path, dest: Path, train: Sequence[int], test: Sequence[int],
         layout = find_pirm(source.names(), src)
         check_split(layout, train, test, src)
         splits = {"train": sorted(set(train)), "test": sorted(set(test))}
-        tmp = dest.with_name(dest.name + ".tmp")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            with _new_zip(tmp) as out, tqdm(total=sum(map(len, splits.values())), unit="pair",
-                                            desc="pirm", disable=not progress) as bar:
-                for split, indices in splits.items():
-                    folder = ROOT + SPLIT_FOLDERS[split]
-                    for k, index in enumerate(indices):
-                        for side, name in zip((PHONE, DSLR), layout.pairs[index]):
-                            _copy(source, name, out, f"{folder}{side}/{k}.jpg")
-                        bar.update()
-                for name in layout.full_size:
-                    _copy(source, name, out, ROOT + FULL_SIZE_FOLDER + name.rsplit("/", 1)[-1])
-            os.replace(tmp, dest)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        total = sum(map(len, splits.values()))
+        with atomic_path(dest) as tmp, _new_zip(tmp) as out, tqdm(
+                total=total, unit="pair", desc="pirm", disable=not progress) as bar:
+            for split, indices in splits.items():
+                folder = ROOT + SPLIT_FOLDERS[split]
+                for k, index in enumerate(indices):
+                    for side, name in zip((PHONE, DSLR), layout.pairs[index]):
+                        _copy(source, name, out, f"{folder}{side}/{k}.jpg")
+                    bar.update()
+            for name in layout.full_size:
+                _copy(source, name, out, ROOT + FULL_SIZE_FOLDER + name.rsplit("/", 1)[-1])
     return Normalised(root=layout.root, train=splits["train"], test=splits["test"],
                       full_size=[n.rsplit("/", 1)[-1] for n in layout.full_size])
 

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from gan.checkpoint import CheckpointError, read_generator
+from gan.fsio import sha256_of, write_bytes
 
-PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "models" / "pretrained"
+PRETRAINED_DIR = Path(__file__).resolve().parents[2] / "models" / "pretrained"
 REGISTRY = "registry.json"
 DEFAULT_MODEL = "iphone-dped-mini"  # what enhance / evaluate / export use without --model
 
@@ -67,12 +68,6 @@ def resolve_model(spec: str | Path, directory: Path = PRETRAINED_DIR) -> Path:
     return path
 
 
-def sha256_of(path: Path) -> str:
-    from gan.fetch import sha256_of as file_sha256
-
-    return file_sha256(Path(path))
-
-
 def publish(model: Path, name: str, card: str, summary: str,
             directory: Path = PRETRAINED_DIR) -> Path:
     """Copy a trained generator in as ``name``: the .pt file, its card (.md) and the registry
@@ -83,21 +78,14 @@ def publish(model: Path, name: str, card: str, summary: str,
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / f"{name}.pt"
-    _write_atomic(target, Path(model).read_bytes())  # about 1.5 MB
-    _write_atomic(directory / f"{name}.md", card.encode())
+    write_bytes(target, Path(model).read_bytes())  # about 1.5 MB
+    write_bytes(directory / f"{name}.md", card.encode())
     entries = registry(directory)
     entries[name] = {"file": target.name, "sha256": sha256_of(target),
                      "card": f"{name}.md", "summary": summary}
-    _write_atomic(directory / REGISTRY,
-                  (json.dumps(entries, indent=2, sort_keys=True) + "\n").encode())
+    write_bytes(directory / REGISTRY,
+                (json.dumps(entries, indent=2, sort_keys=True) + "\n").encode())
     return target
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """A temporary file beside ``path``, then a rename: readers see the old or the new file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def model_card(name: str, checkpoint: dict[str, Any], train_metrics: dict[str, Any],

@@ -6,7 +6,7 @@ import base64
 import html
 from typing import Any
 
-from gan.figures import label, method_order
+from gan.evaluation.figures import label, method_order
 
 GEOMETRY_TEXT = {
     "aligned": "aligned 96x96 test crops (extract stage)",

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gan.inference import DEFAULT_OVERLAP, DEFAULT_TILE, enhance_array
+from gan.deploy.inference import DEFAULT_OVERLAP, DEFAULT_TILE, enhance_array
 from gan.metrics import mean_finite, ms_ssim, psnr, ssim
-from gan.patches import to_tensor
+from gan.data.patches import to_tensor
 
 Enhance = Callable[[np.ndarray], torch.Tensor]
 
@@ -60,7 +60,7 @@ def generator_method(generator: torch.nn.Module, device: torch.device,
 def generator_photo(generator: torch.nn.Module, device: torch.device,
                     tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP
                     ) -> Callable[[np.ndarray], np.ndarray]:
-    """A generator on one full-size photo, tiled (gan.inference): uint8 in, uint8 out."""
+    """A generator on one full-size photo, tiled (gan.deploy.inference): uint8 in, uint8 out."""
     def enhance(image: np.ndarray) -> np.ndarray:
         out = enhance_array(generator, image.astype(np.float32) / 255.0, device, tile, overlap)
         return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
@@ -72,8 +72,8 @@ def identity_method() -> Method:
 
 
 def baseline_methods(white_balance: bool = False) -> list[Method]:
-    from gan.baselines.clhe import clhe
-    from gan.baselines.npea import npea
+    from gan.evaluation.baselines.clhe import clhe
+    from gan.evaluation.baselines.npea import npea
 
     return [Method("clhe", per_image(lambda im: clhe(im, white_balance=white_balance))),
             Method("npea", per_image(npea))]

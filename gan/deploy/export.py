@@ -69,8 +69,6 @@ import contextlib
 import copy
 import importlib
 import json
-import os
-import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,6 +77,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from gan.fsio import atomic_path
 
 FORMATS = ("torchscript", "onnx")
 SUFFIXES = {"torchscript": ".ts", "onnx": ".onnx"}
@@ -170,22 +170,6 @@ def metadata(generator: nn.Module) -> dict[str, str]:
 # Writing
 
 
-@contextlib.contextmanager
-def _atomic_target(path: Path) -> Iterator[Path]:
-    """A temporary path in ``path``'s folder, renamed to ``path`` when the block succeeds and
-    deleted when it fails: a reader sees the old file or the new one, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A unique name, created by the writer itself: tempfile.mkstemp would make it 0600, and the
-    # deployed file should get the usual permissions (the umask's).
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def export_torchscript(generator: nn.Module, path: Path) -> Path:
     """Write ``generator`` as a traced TorchScript module (``torch.jit.load`` runs it)."""
     module = _cpu_copy(generator)
@@ -199,7 +183,7 @@ def export_torchscript(generator: nn.Module, path: Path) -> Path:
         with torch.no_grad():
             traced = torch.jit.trace(wrapper, example, check_trace=False)
         extra = {"ppe-gan.json": json.dumps(metadata(module), indent=2)}
-        with _atomic_target(path) as tmp:
+        with atomic_path(path) as tmp:
             torch.jit.save(traced, str(tmp), _extra_files=extra)
     return Path(path)
 
@@ -234,7 +218,7 @@ def export_onnx(generator: nn.Module, path: Path, opset: int = OPSET) -> Path:
         raise ExportError(f"ONNX export of the {module.kind} generator failed: "
                           f"{type(exc).__name__}: {_first_line(exc)}") from exc
     program.model.metadata_props.update(metadata(module))
-    with _atomic_target(path) as tmp:
+    with atomic_path(path) as tmp:
         program.save(tmp, external_data=False)
     return Path(path)
 

@@ -24,6 +24,8 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
+from gan.fsio import atomic_path
+
 PATCH = 100  # DPED's patch side
 MAX_SHIFT = 2  # residual misalignment injected per pair, in pixels
 DSLR_JPEG_QUALITY = 95  # DPED's Canon patches are JPEGs too, at high quality
@@ -147,7 +149,7 @@ class SamplePair:
     index: int
     phone_jpeg: bytes
     dslr_jpeg: bytes
-    dx: int  # injected shift, module gan.align's convention: phone content dx right of DSLR
+    dx: int  # injected shift, module gan.data.align's convention: phone content dx right of DSLR
     dy: int
 
 
@@ -238,20 +240,14 @@ def write_sample_zip(dest: Path, phone: str, train_pairs: int, test_pairs: int, 
     layout = {"train": f"{root}/training_data", "test": f"{root}/test_data/patches"}
     counts = {"train": train_pairs, "test": test_pairs}
     shifts: dict[str, list[tuple[int, int]]] = {"train": [], "test": []}
-    tmp = dest.with_name(dest.name + ".tmp")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with zipfile.ZipFile(tmp, "w") as zf:
-            for split, folder in layout.items():
-                for pair in sample_pairs(split, counts[split], seed):
-                    _write(zf, f"{folder}/{phone}/{pair.index}.jpg", pair.phone_jpeg)
-                    _write(zf, f"{folder}/canon/{pair.index}.jpg", pair.dslr_jpeg)
-                    shifts[split].append((pair.dx, pair.dy))
-                    if on_pair is not None:
-                        on_pair()
-            for name, payload in full_size_photos(seed):
-                _write(zf, f"{root}/test_data/full_size_test_images/{name}", payload)
-        tmp.replace(dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(dest) as tmp, zipfile.ZipFile(tmp, "w") as zf:
+        for split, folder in layout.items():
+            for pair in sample_pairs(split, counts[split], seed):
+                _write(zf, f"{folder}/{phone}/{pair.index}.jpg", pair.phone_jpeg)
+                _write(zf, f"{folder}/canon/{pair.index}.jpg", pair.dslr_jpeg)
+                shifts[split].append((pair.dx, pair.dy))
+                if on_pair is not None:
+                    on_pair()
+        for name, payload in full_size_photos(seed):
+            _write(zf, f"{root}/test_data/full_size_test_images/{name}", payload)
     return shifts

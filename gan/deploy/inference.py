@@ -17,7 +17,7 @@ enhanced on its own, and the tiles are blended back:
   sum: 7 floats per pixel), independent of the photo's size.
 
 The generator works on (N, 3, H, W) float in [0, 1]; this module works on (H, W, 3) float32
-arrays in [0, 1] (what gan.photo_io reads and writes).
+arrays in [0, 1] (what gan.deploy.photo_io reads and writes).
 """
 
 from __future__ import annotations

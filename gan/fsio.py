@@ -1,0 +1,110 @@
+"""Files that are either complete or absent: the project's one atomic write.
+
+Every output (models, checkpoints, patches, archives, photos, exports, JSON records) is first
+written to a uniquely named hidden temporary file in the target's own folder (so the rename
+cannot cross file systems, and two writers never share a temporary), flushed to the disk with
+fsync, then renamed over the target, which POSIX makes atomic: a reader sees the old file or the
+new one, never a half. On any error, Ctrl-C included, the temporary file is removed and the
+target is untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+TEMPORARY_SUFFIX = ".tmp"
+
+
+def temporary_name(path: Path) -> Path:
+    """A hidden name beside ``path`` that no other writer uses: ``.<name>.<random>.tmp``."""
+    return path.with_name(f".{path.name}.{secrets.token_hex(6)}{TEMPORARY_SUFFIX}")
+
+
+class AtomicTarget:
+    """The pieces of an atomic write for writers that outlive one ``with`` block (a streamed
+    .npy appender): write to ``temporary``, then ``commit()`` or ``discard()``."""
+
+    def __init__(self, path: Path | str, make_folders: bool = True):
+        self.path = Path(path)
+        if make_folders:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.temporary = temporary_name(self.path)
+
+    def commit(self) -> Path:
+        """Sync the temporary to the disk and rename it over the target."""
+        _fsync_file(self.temporary)
+        os.replace(self.temporary, self.path)
+        _fsync_folder(self.path.parent)
+        return self.path
+
+    def discard(self) -> None:
+        self.temporary.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_path(path: Path | str, make_folders: bool = True) -> Iterator[Path]:
+    """Yield a temporary path to write ``path``'s new content to (with any writer that takes a
+    file name: ``torch.save``, ``zipfile``, an exporter); when the block succeeds the file is
+    synced and renamed to ``path``. Missing parent folders are created unless
+    ``make_folders`` is false (then a missing folder is the writer's error to report)."""
+    target = AtomicTarget(path, make_folders)
+    try:
+        yield target.temporary
+        target.commit()
+    except BaseException:
+        target.discard()
+        raise
+
+
+@contextmanager
+def atomic_open(path: Path | str, mode: str = "wb", **kwargs) -> Iterator[IO]:
+    """``open`` for writing, atomically: the file object writes a temporary that replaces
+    ``path`` when the block succeeds (``mode`` is "wb" or "w"; kwargs go to ``open``)."""
+    if mode not in ("wb", "w"):
+        raise ValueError(f"atomic_open: mode {mode!r} is not a write mode ('wb' or 'w')")
+    with atomic_path(path) as temporary, open(temporary, mode, **kwargs) as handle:
+        yield handle
+        handle.flush()
+
+
+def write_bytes(path: Path | str, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically."""
+    with atomic_open(path, "wb") as handle:
+        handle.write(data)
+
+
+def write_text(path: Path | str, text: str) -> None:
+    """Replace ``path`` with ``text`` (UTF-8) atomically."""
+    write_bytes(path, text.encode("utf-8"))
+
+
+def sha256_of(path: Path | str, chunk: int = 1 << 20) -> str:
+    """The sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_file(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable. Some file systems refuse fsync on a folder: the rename
+    has happened either way, so that is not an error."""
+    try:
+        _fsync_file(folder)
+    except OSError:
+        pass

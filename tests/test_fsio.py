@@ -1,0 +1,80 @@
+"""gan.fsio: the one atomic write. A target is replaced whole or not at all."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from gan.fsio import AtomicTarget, atomic_open, atomic_path, sha256_of, write_bytes, write_text
+from tests.conftest import temporaries
+
+
+def test_a_successful_write_replaces_the_target_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "deep" / "folder" / "out.bin"
+    write_bytes(target, b"first")
+    write_text(target, "second")
+    assert target.read_text() == "second"
+    assert not temporaries(tmp_path)
+
+
+@pytest.mark.parametrize("error", [RuntimeError("disk on fire"), KeyboardInterrupt()])
+def test_an_error_or_ctrl_c_keeps_the_old_target_and_removes_the_temporary(tmp_path, error):
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"good")
+    with pytest.raises(type(error)):
+        with atomic_open(target) as handle:
+            handle.write(b"half")
+            raise error
+    assert target.read_bytes() == b"good"
+    assert not temporaries(tmp_path)
+
+
+def test_temporaries_are_unique_hidden_and_beside_the_target(tmp_path):
+    target = tmp_path / "model.pt"
+    with atomic_path(target) as first, atomic_path(target) as second:
+        assert first != second
+        assert first.parent == second.parent == tmp_path
+        assert first.name.startswith(".model.pt.") and first.name.endswith(".tmp")
+        first.write_bytes(b"one")
+        second.write_bytes(b"two")
+    assert target.read_bytes() == b"one"  # the outer block finishes last and wins
+    assert not temporaries(tmp_path)
+
+
+def test_a_writer_that_never_creates_the_temporary_fails_and_keeps_the_target(tmp_path):
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"good")
+    with pytest.raises(FileNotFoundError):
+        with atomic_path(target):
+            pass  # nothing written: there is nothing to rename
+    assert target.read_bytes() == b"good"
+
+
+def test_make_folders_false_leaves_a_missing_folder_to_the_writer(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        with atomic_path(tmp_path / "missing" / "out.jpg", make_folders=False) as temporary:
+            temporary.write_bytes(b"x")
+    assert not (tmp_path / "missing").exists()
+
+
+def test_atomic_target_commits_or_discards(tmp_path):
+    kept, dropped = AtomicTarget(tmp_path / "kept.npy"), AtomicTarget(tmp_path / "dropped.npy")
+    kept.temporary.write_bytes(b"rows")
+    dropped.temporary.write_bytes(b"rows")
+    assert kept.commit() == tmp_path / "kept.npy"
+    dropped.discard()
+    assert (tmp_path / "kept.npy").read_bytes() == b"rows"
+    assert not (tmp_path / "dropped.npy").exists() and not temporaries(tmp_path)
+
+
+def test_atomic_open_refuses_a_mode_that_is_not_a_write(tmp_path):
+    with pytest.raises(ValueError, match="not a write mode"):
+        with atomic_open(tmp_path / "x", "ab"):
+            pass
+
+
+def test_sha256_of_reads_in_chunks(tmp_path):
+    payload = bytes(range(256)) * 1000
+    (tmp_path / "f").write_bytes(payload)
+    assert sha256_of(tmp_path / "f", chunk=1000) == hashlib.sha256(payload).hexdigest()
