@@ -32,6 +32,7 @@ from gan.data.extract import ExtractConfig, extract  # noqa: E402
 from gan.metrics import mean_finite, ms_ssim, psnr  # noqa: E402
 from gan.networks import macs_per_pixel  # noqa: E402
 from gan.data.patches import PatchPairs, data_fingerprint, to_tensor  # noqa: E402
+from gan.runtime import keep_freed_memory  # noqa: E402
 from gan.train import Dist, Trainer  # noqa: E402
 from gan.train import RunSpec  # noqa: E402
 
@@ -50,6 +51,7 @@ def enhance(generator: torch.nn.Module, phone: torch.Tensor) -> torch.Tensor:
 
 
 def main() -> None:
+    keep_freed_memory()  # as the train stage does: the same allocations every step
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200)
     args = parser.parse_args()

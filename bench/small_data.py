@@ -38,6 +38,7 @@ from gan.data.extract import ExtractConfig, extract, rows_table  # noqa: E402
 from gan.metrics import mean_finite, ms_ssim, psnr  # noqa: E402
 from gan.data.patches import data_fingerprint, to_tensor  # noqa: E402
 from gan.recipe import apply_recipe, check_overlay, load_recipe  # noqa: E402
+from gan.runtime import keep_freed_memory  # noqa: E402
 from gan.train import Dist, RunSpec, Trainer  # noqa: E402
 
 DPED_MINI = Path(os.environ.get("DPED_MINI", ROOT.parent / "shared" / "dped-mini")) / "iphone"
@@ -103,6 +104,7 @@ def parse_value(text: str):
 
 
 def main() -> None:
+    keep_freed_memory()  # as the train stage does: the same allocations every step
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     parser.add_argument("--recipe", type=Path, default=None,

@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from gan.data.dped import DpedSource, find_layout  # noqa: E402
 from gan.data.extract import ExtractConfig, extract  # noqa: E402
 from gan.data.patches import data_fingerprint  # noqa: E402
-from gan.runtime import cpu_has_native_bf16  # noqa: E402
+from gan.runtime import cpu_has_native_bf16, keep_freed_memory  # noqa: E402
 from gan.data.sample import write_sample_zip  # noqa: E402
 from gan.train import Dist, RunSpec, Trainer  # noqa: E402
 
@@ -116,6 +116,7 @@ def quality(steps: int, device: str, folder: Path) -> None:
 
 
 def main() -> None:
+    keep_freed_memory()  # as the train stage does: the same allocations every step
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch", type=int, nargs="+", default=[8])

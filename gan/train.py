@@ -32,7 +32,7 @@ from gan.losses import GeneratorLoss, LossWeights, adversarial_d_loss
 from gan.metrics import mean_finite, ms_ssim, psnr
 from gan.networks import GENERATORS, build_discriminator, build_generator
 from gan.data.patches import PatchPairs
-from gan.runtime import keep_freed_memory, resolve_device, resolve_precision
+from gan.runtime import resolve_device, resolve_precision
 
 # train.* keys that do not change what a training step computes: a checkpoint made with other
 # values of these is continued. ``steps`` is among them so that a longer run continues a
@@ -51,23 +51,26 @@ class SettingsError(ValueError):
 
 @dataclass
 class TrainConfig:
-    steps: int = 600
-    batch_size: int = 16
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
-    beta1: float = 0.9
-    beta2: float = 0.999
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda
-    log_every: int = 10
-    val_every: int = 100
-    val_patches: int = 200
-    checkpoint_every: int = 100
-    compile: bool = False
-    gpus: int = 1  # processes under torchrun (GPUs on CUDA; gloo processes on the CPU)
-    precision: str = "auto"  # auto | fp32 | bf16 (autocast of G, D and VGG19; see Trainer)
-    ema: float = 0.0  # decay of an exponential moving average of G's weights; 0: none
-    lr_cosine_steps: int = 0  # 0: constant lr; N: both lrs follow a cosine from lr to 0 over N steps
+    """params.yaml's ``train`` section, one field per key (RunSpec.TRAIN_KEYS is derived from
+    these fields). No defaults: params.yaml is the one source of the values."""
+
+    steps: int
+    batch_size: int
+    lr_g: float
+    lr_d: float
+    beta1: float
+    beta2: float
+    seed: int
+    device: str  # auto | cpu | cuda
+    log_every: int
+    val_every: int
+    val_patches: int
+    checkpoint_every: int
+    compile: bool
+    gpus: int  # processes under torchrun (GPUs on CUDA; gloo processes on the CPU)
+    precision: str  # auto | fp32 | bf16 (autocast of G, D and VGG19; see Trainer)
+    ema: float  # decay of an exponential moving average of G's weights; 0: none
+    lr_cosine_steps: int  # 0: constant lr; N: both lrs follow a cosine from lr to 0 over N steps
 
 
 @dataclass
@@ -213,14 +216,19 @@ class Trainer:
     def __init__(self, spec: RunSpec, data_dir: Path, checkpoint: Path, distributed: Dist):
         cfg = spec.train
         self.spec, self.cfg, self.dist = spec, cfg, distributed
-        keep_freed_memory()  # each step allocates the same large activations again
         self.checkpoint = Path(checkpoint)
         self.device = resolve_device(cfg.device, distributed.local_rank)
         self.cuda = self.device.type == "cuda"
         self.amp_dtype = resolve_precision(cfg.precision, self.device)
-        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-        self.generator = build_generator(spec.generator, spec.generator_config).to(self.device)
-        self.discriminator = build_discriminator(spec.discriminator_config).to(self.device)
+        # The seed decides the initial weights (identical on every rank); it is scoped to their
+        # construction, so the caller's torch RNG is left as it was. Nothing later in a run
+        # draws from torch's RNG: batches come from self.rng, the random VGG19 seeds its own.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            self.generator = build_generator(spec.generator, spec.generator_config)
+            self.discriminator = build_discriminator(spec.discriminator_config)
+        self.generator.to(self.device)
+        self.discriminator.to(self.device)
         self.criterion = GeneratorLoss(spec.loss, vgg_weights=spec.vgg_weights,
                                        distance=spec.distance, msssim_win=spec.msssim_win)
         self.criterion.to(self.device)

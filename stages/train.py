@@ -75,9 +75,10 @@ def relaunch_under_torchrun(processes: int, args: list[str]) -> int:
 def run(spec, data: Path, checkpoint: Path, curves: Path, progress: bool):
     from tqdm import tqdm
 
-    from gan.runtime import resolve_device
+    from gan.runtime import keep_freed_memory, resolve_device
     from gan.train import Trainer, init_distributed
 
+    keep_freed_memory()  # each step allocates the same large activations again (process-wide)
     distributed = init_distributed(resolve_device(spec.train.device).type)
     trainer = Trainer(spec, data, checkpoint, distributed)
     message = trainer.try_resume()
