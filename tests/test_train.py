@@ -32,6 +32,8 @@ from tests.conftest import ROOT
 TINY_G = {"depth": 1, "base_width": 8, "growth_rate": 4, "layers_per_block": 2,
           "global_residual": True}
 TINY_D = {"width": 8, "layers": 2}
+# The rest of a run's settings: params.yaml's, the one source of the values.
+TRAIN_PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())["train"]
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +49,9 @@ def patches(tmp_path_factory) -> Path:
 
 
 def spec_for(patches: Path, **train) -> RunSpec:
-    config = {"steps": 6, "batch_size": 4, "lr_g": 1e-3, "lr_d": 1e-3, "log_every": 2,
-              "val_every": 3, "val_patches": 8, "checkpoint_every": 3, "device": "cpu", **train}
+    config = {**TRAIN_PARAMS, "steps": 6, "batch_size": 4, "lr_g": 1e-3, "lr_d": 1e-3,
+              "log_every": 2, "val_every": 3, "val_patches": 8, "checkpoint_every": 3,
+              "device": "cpu", **train}
     return RunSpec(generator="dense_unet", generator_config=TINY_G, discriminator_config=TINY_D,
                    loss=LossWeights(perceptual=0.0, adversarial=1e-3, msssim=1.0, pixel=1.0),
                    vgg_weights="random", distance="l1", msssim_win=5,
@@ -428,3 +431,17 @@ def test_ddp_on_the_cpu_with_two_gloo_processes(patches, tmp_path):
     assert "starting 2 processes" in done.stdout
     payload = torch.load(tmp_path / "models" / "generator.pt", weights_only=True)
     assert payload["provenance"]["steps"] == 2
+
+
+def test_the_seed_is_scoped_to_the_run_and_the_callers_rng_does_not_matter(patches, tmp_path):
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    first = Trainer(spec_for(patches, steps=2), patches, tmp_path / "a.pt", Dist())
+    assert torch.equal(torch.get_rng_state(), before), "the Trainer moved the caller's RNG"
+    first.fit()
+    torch.manual_seed(999)  # another caller state: the same run must come out
+    second = Trainer(spec_for(patches, steps=2), patches, tmp_path / "b.pt", Dist())
+    second.fit()
+    for (name, a), b in zip(first.generator.state_dict().items(),
+                            second.generator.state_dict().values()):
+        assert torch.equal(a, b), name
