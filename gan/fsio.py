@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+import numpy as np
+
 TEMPORARY_SUFFIX = ".tmp"
 
 
@@ -82,6 +84,12 @@ def write_bytes(path: Path | str, data: bytes) -> None:
 def write_text(path: Path | str, text: str) -> None:
     """Replace ``path`` with ``text`` (UTF-8) atomically."""
     write_bytes(path, text.encode("utf-8"))
+
+
+def write_npy(path: Path | str, array: np.ndarray) -> None:
+    """``np.save``, atomically."""
+    with atomic_open(path, "wb") as handle:
+        np.save(handle, array)
 
 
 def sha256_of(path: Path | str, chunk: int = 1 << 20) -> str:

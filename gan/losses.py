@@ -27,6 +27,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 
+from gan.metrics import MS_SSIM_WEIGHTS  # the standard scale weights (Wang et al. 2003)
+
 VGG19_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's ImageNet VGG19 checkpoint name
 
 # Index of conv5_4 in torchvision's ``vgg19().features``; the slice [:35] ends on it, before
@@ -37,8 +39,6 @@ VGG_LAYER = "conv5_4"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# The standard MS-SSIM scale weights (Wang et al. 2003), finest scale first.
-MSSSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 MSSSIM_SIGMA = 1.5
 MSSSIM_K = (0.01, 0.03)
 # Floor for the per-scale contrast-structure (and final SSIM) values before they are raised to
@@ -307,7 +307,7 @@ class MSSSIMLoss(nn.Module):
     """
 
     def __init__(self, win_size: int = 5, win_sigma: float = MSSSIM_SIGMA,
-                 scale_weights: Sequence[float] = MSSSIM_WEIGHTS):
+                 scale_weights: Sequence[float] = MS_SSIM_WEIGHTS):
         super().__init__()
         if win_size < 3 or win_size % 2 == 0:
             raise ValueError(f"MS-SSIM window size must be odd and at least 3, got {win_size}")

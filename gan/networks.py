@@ -442,6 +442,15 @@ _GENERATOR_CLASSES: dict[str, tuple[type, type]] = {
 }
 
 
+def size_multiple(generator: nn.Module) -> int:
+    """The multiple a generator's input sides need: its total down-sampling factor, 2 ** depth
+    for the Dense U-Net; 1 for DPED's full-resolution ResNet and any module that does not
+    down-sample. Tiles start on it (gan.deploy.inference); exports pad to it (gan.deploy.export)."""
+    if getattr(generator, "kind", None) == "dense_unet":
+        return 2 ** generator.config.depth
+    return 1
+
+
 def build_generator(kind: str, config: dict[str, Any] | None = None) -> nn.Module:
     """A freshly initialised generator.
 

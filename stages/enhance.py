@@ -110,6 +110,8 @@ def make_enhancer(method: EnhanceMethod, model: str, device: str, tile: int, ove
             return enhance_array(generator, rgb, torch_device, tile, overlap, on_tile)
         return run_generator
 
+    from gan.pixels import float_to_uint8
+
     if method is EnhanceMethod.clhe:
         from gan.evaluation.baselines.clhe import clhe as baseline
     else:
@@ -117,7 +119,7 @@ def make_enhancer(method: EnhanceMethod, model: str, device: str, tile: int, ove
 
     def run_baseline(rgb, on_tile=None):
         # The baselines are defined on 8-bit RGB (their histograms have 256 levels).
-        image = np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
+        image = float_to_uint8(rgb)
         return baseline(image).astype(np.float32) / 255.0
     return run_baseline
 

@@ -31,14 +31,15 @@ def main(
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
     """Score input, CLHE, NPEA and the generator(s) against the DSLR test patches."""
-    import numpy as np
     import pandas as pd
     from tqdm import tqdm
 
     from gan.checkpoint import CheckpointError, load_generator
     from gan.data.dped import LayoutError
-    from gan.evaluation.evaluate import (Method, baseline_methods, generator_method, generator_photo,
-                              identity_method, score_method)
+    from gan.evaluation.evaluate import (Method, aligned_test_pairs, baseline_methods,
+                                         full_size_scores, generator_method, generator_photo,
+                                         identity_method, raw_test_pairs, score_method)
+    from gan.fsio import write_npy
     from gan.runtime import keep_freed_memory, resolve_device
 
     try:
@@ -52,7 +53,8 @@ def main(
             generator = load_generator(path, device)
             methods.append(Method(name, generator_method(generator, device, int(cfg["batch_size"])),
                                   photo=generator_photo(generator, device)))
-        geometries = {"aligned": aligned_pairs(patches), "raw": raw_pairs(raw, phone_name)}
+        geometries = {"aligned": aligned_test_pairs(patches),
+                      "raw": raw_test_pairs(raw, phone_name)}
     except (ParamsError, CheckpointError, LayoutError, FileNotFoundError, ValueError,
             RuntimeError) as exc:
         fail(str(exc))
@@ -61,7 +63,6 @@ def main(
     tables = []
     saved = int(cfg["saved_patches"])
     samples = out / "patches"
-    samples.mkdir(parents=True, exist_ok=True)
     with tqdm(total=len(geometries) * len(methods), desc="evaluate", unit="run",
               disable=not progress) as bar:
         for geometry, (phone, dslr, indices) in geometries.items():
@@ -74,11 +75,11 @@ def main(
                     "method": method.name, "geometry": geometry, "index": indices,
                     "psnr": scores.psnr, "ssim": scores.ssim, "ms_ssim": scores.ms_ssim}))
                 if geometry == "raw":
-                    np.save(samples / f"{method.name}.npy", first[:saved])
+                    write_npy(samples / f"{method.name}.npy", first[:saved])
                 bar.update(1)
             if geometry == "raw":
-                np.save(samples / "dslr.npy", dslr[:saved])
-                (samples / "index.json").write_text(json.dumps(indices[:saved].tolist()))
+                write_npy(samples / "dslr.npy", dslr[:saved])
+                write_text(samples / "index.json", json.dumps(indices[:saved].tolist()))
 
     photos = sorted((patches / "full_size").glob("*"))
     loe, speed = full_size_scores(methods[1:], photos, out / "full_size",
@@ -106,75 +107,6 @@ def model_paths(model: Path, extras: list | None) -> dict[str, Path]:
             name += "_"
         paths[name] = path
     return paths
-
-
-def aligned_pairs(patches: Path):
-    import numpy as np
-
-    from gan.data.patches import PatchPairs
-
-    test = PatchPairs(patches, "test")
-    return np.asarray(test.phone), np.asarray(test.dslr), np.arange(len(test))
-
-
-def raw_pairs(raw: Path, phone_name: str):
-    """The raw test pairs that decode to two images of one size (DPED scores all of them)."""
-    import numpy as np
-
-    from gan.data.dped import DpedSource, decode_patch, find_layout
-
-    phones, dslrs, indices = [], [], []
-    with DpedSource(raw) as source:
-        for pair in find_layout(source.names(), phone_name).pairs["test"]:
-            if pair.phone is None or pair.dslr is None:
-                continue
-            try:
-                phone = decode_patch(source.read(pair.phone))
-                dslr = decode_patch(source.read(pair.dslr))
-            except ValueError:
-                continue
-            if phone.shape == dslr.shape and (not phones or phone.shape == phones[0].shape):
-                phones.append(phone)
-                dslrs.append(dslr)
-                indices.append(pair.index)
-    if not phones:
-        raise ValueError(f"{raw}: no decodable test pairs of one size")
-    return np.stack(phones), np.stack(dslrs), np.asarray(indices)
-
-
-def full_size_scores(methods, photos: list[Path], out: Path, keep: int, progress: bool):
-    """LOE and seconds per megapixel of each method on the full-size photos; the first ``keep``
-    enhanced photos of each method are saved (PNG, lossless) for the report."""
-    import time
-
-    import numpy as np
-    from PIL import Image
-    from tqdm import tqdm
-
-    from gan.evaluation.evaluate import load_photo
-    from gan.evaluation.loe import lightness_order_error
-
-    loe: dict[str, float] = {}
-    speed: dict[str, float] = {}
-    originals = [load_photo(p) for p in photos]
-    for k, (path, image) in enumerate(zip(photos[:keep], originals)):
-        (out / "input").mkdir(parents=True, exist_ok=True)
-        Image.fromarray(image).save(out / "input" / f"{path.stem}.png")
-    for method in tqdm(methods, desc="full-size", unit="method", disable=not progress):
-        errors, seconds, megapixels = [], 0.0, 0.0
-        for k, (path, image) in enumerate(zip(photos, originals)):
-            began = time.perf_counter()
-            enhanced = method.enhance_photo(image)
-            seconds += time.perf_counter() - began
-            megapixels += image.shape[0] * image.shape[1] / 1e6
-            errors.append(lightness_order_error(image, enhanced))
-            if k < keep:
-                (out / method.name).mkdir(parents=True, exist_ok=True)
-                Image.fromarray(enhanced).save(out / method.name / f"{path.stem}.png")
-        if photos:
-            loe[method.name] = round(float(np.mean(errors)), 1)
-            speed[method.name] = round(seconds / megapixels, 3)
-    return loe, speed
 
 
 if __name__ == "__main__":  # `python -m stages.evaluate`: this stage alone, as dvc.yaml runs it

@@ -7,7 +7,8 @@ import pytest
 import torch
 from skimage import data
 
-from gan.deploy.inference import enhance_array, grid_multiple, plan_tiles
+from gan.deploy.inference import enhance_array, plan_tiles
+from gan.networks import size_multiple
 from gan.networks import build_generator
 
 TINY = {"depth": 2, "base_width": 8, "growth_rate": 4, "layers_per_block": 2}
@@ -77,7 +78,7 @@ def test_memory_is_bounded_by_the_tile_not_the_photo():
     calls = []
     enhance_array(generator, photo(300, 450), tile=128, overlap=16,
                   on_tile=lambda done, total: calls.append((done, total)))
-    assert len(seen) == len(plan_tiles(300, 450, 128, 16, grid_multiple(generator))) > 1
+    assert len(seen) == len(plan_tiles(300, 450, 128, 16, size_multiple(generator))) > 1
     assert max(h for _, _, h, _ in seen) <= 128 + 4 and max(w for *_, w in seen) <= 128 + 4
     assert calls == [(k, len(seen)) for k in range(1, len(seen) + 1)]
 
@@ -101,7 +102,7 @@ def seam_columns(tiles, width: int) -> list[int]:
 def test_no_seams_across_tile_borders():
     generator = trained_like()
     image = photo(160, 400)
-    tiles = plan_tiles(160, 400, 96, 32, grid_multiple(generator))
+    tiles = plan_tiles(160, 400, 96, 32, size_multiple(generator))
     at_seams, elsewhere = seam_jump(enhance_array(generator, image, tile=96, overlap=32),
                                     seam_columns(tiles, 400))
     assert at_seams <= elsewhere
@@ -113,7 +114,7 @@ def test_the_seam_check_sees_a_real_seam():
     generator = trained_like("dped_resnet", {"width": 8, "blocks": 1})
     image = photo(160, 400)
     image[:, 200:] = np.clip(image[:, 200:] * 0.3 + 0.6, 0, 1)  # a different tile content
-    tiles = plan_tiles(160, 400, 100, 0, grid_multiple(generator))
+    tiles = plan_tiles(160, 400, 100, 0, size_multiple(generator))
     at_seams, elsewhere = seam_jump(enhance_array(generator, image, tile=100, overlap=0),
                                     [c for c in seam_columns(tiles, 400) if c != 200])
     assert at_seams > elsewhere

@@ -30,8 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft
 
-# ITU-R BT.601 luma weights: the usual choice for "luminance" of 8-bit sRGB photos.
-LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+from gan.pixels import LUMA_BT601  # the usual "luminance" of 8-bit sRGB photos
 
 # Below this standard deviation (in 8-bit levels) a crop is treated as flat: NCC is undefined.
 FLAT_STD = 0.5
@@ -44,7 +43,7 @@ WHITENING = 0.5
 def luminance(rgb: np.ndarray) -> np.ndarray:
     """(..., H, W, 3) uint8 or float -> (..., H, W) float32 luminance, same scale as the input."""
     flat = rgb.reshape(-1, 3).astype(np.float32, copy=False)
-    return (flat @ LUMA).reshape(rgb.shape[:-1])  # 2-D matmul: faster than a 4-D one
+    return (flat @ LUMA_BT601).reshape(rgb.shape[:-1])  # 2-D matmul: faster than a 4-D one
 
 
 def _hann(h: int, w: int) -> np.ndarray:

@@ -25,6 +25,7 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 
 from gan.fsio import atomic_path
+from gan.pixels import LUMA_BT601, float_to_uint8
 
 PATCH = 100  # DPED's patch side
 MAX_SHIFT = 2  # residual misalignment injected per pair, in pixels
@@ -45,7 +46,7 @@ TEST_PHOTOS = ("coffee", "chelsea")
 SCALES = (1.0, 0.8, 0.64, 0.5)
 
 
-def load_photo(name: str) -> np.ndarray:
+def bundled_photo(name: str) -> np.ndarray:
     """A bundled scikit-image photo as (H, W, 3) uint8."""
     from skimage import data
 
@@ -127,14 +128,14 @@ def simulate_phone(region: np.ndarray, origin: tuple[int, int], frame: tuple[int
     xx = (np.arange(w, dtype=np.float32) + origin[1] - (fw - 1) / 2) / (fw / 2)
     r2 = (yy[:, None] ** 2 + xx[None, :] ** 2) / 2.0
     x = x * (1.0 - profile.vignetting * r2)[..., None]
-    luma = x @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    luma = x @ LUMA_BT601
     x = luma[..., None] + (x - luma[..., None]) * (1.0 - profile.desaturation)
     # Sensor saturation (highlights clip), then a compressive tone curve into a narrower range.
     x = np.clip(x, 0.0, 1.0) ** profile.gamma
     x = profile.black + (profile.white - profile.black) * x
     variance = shot.iso * (profile.noise_gain * x + profile.noise_floor)
     x = x + rng.standard_normal(x.shape, dtype=np.float32) * np.sqrt(variance)
-    return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
+    return float_to_uint8(x)
 
 
 def jpeg_bytes(rgb: np.ndarray, quality: int) -> bytes:
@@ -159,7 +160,7 @@ class _Pyramid:
     def __init__(self, names: tuple[str, ...]):
         self.levels: list[np.ndarray] = []
         for name in names:
-            photo = Image.fromarray(load_photo(name))
+            photo = Image.fromarray(bundled_photo(name))
             for scale in SCALES:
                 size = (round(photo.width * scale), round(photo.height * scale))
                 self.levels.append(np.asarray(photo.resize(size, Image.Resampling.LANCZOS)))
@@ -215,7 +216,7 @@ def full_size_photos(seed: int) -> Iterator[tuple[str, bytes]]:
     profile = phone_profile(seed)
     for i, name in enumerate(TEST_PHOTOS):
         rng = np.random.default_rng([seed, 2, i])
-        photo = load_photo(name)
+        photo = bundled_photo(name)
         shot = Shot.draw(rng)
         phone = simulate_phone(photo, (0, 0), photo.shape[:2], profile, shot, rng)
         yield f"{i}.jpg", jpeg_bytes(phone, shot.jpeg_quality)

@@ -79,6 +79,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gan.fsio import atomic_path
+from gan.networks import GENERATORS, size_multiple
 
 FORMATS = ("torchscript", "onnx")
 SUFFIXES = {"torchscript": ".ts", "onnx": ".onnx"}
@@ -104,14 +105,13 @@ class ExportError(RuntimeError):
 
 
 def padding_multiple(generator: nn.Module) -> int:
-    """The multiple the generator's input sides are padded to (1: no padding needed)."""
+    """The multiple the exported file pads the input sides to (gan.networks.size_multiple),
+    for the project's generators only: another module's needs cannot be known."""
     kind = getattr(generator, "kind", None)
-    if kind == "dense_unet":
-        return 2 ** generator.config.depth
-    if kind == "dped_resnet":
-        return 1  # 'same'-padded convs at full resolution: any size as it is
-    raise ExportError(f"cannot export a generator of kind {kind!r}; expected dense_unet or "
-                      "dped_resnet (a module from gan.networks.build_generator)")
+    if kind not in GENERATORS:
+        raise ExportError(f"cannot export a generator of kind {kind!r}; expected "
+                          f"{' or '.join(GENERATORS)} (a module from gan.networks.build_generator)")
+    return size_multiple(generator)
 
 
 def min_side(generator: nn.Module) -> int:

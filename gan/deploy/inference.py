@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from gan.networks import size_multiple
+
 DEFAULT_TILE = 512
 # Measured on the default run's generator (bench/tiling_accuracy.py: 400x400 photo, 192 px
 # tiles), the largest difference from whole-image inference: 9.8 grey levels at 16 px of
@@ -43,12 +45,6 @@ class Tile:
     left: int
     height: int
     width: int
-
-
-def grid_multiple(generator: nn.Module) -> int:
-    """The size multiple tiles should start on: the generator's total down-sampling factor."""
-    depth = getattr(getattr(generator, "config", None), "depth", 0)
-    return 2 ** int(depth) if getattr(generator, "kind", "") == "dense_unet" else 1
 
 
 def plan_tiles(height: int, width: int, tile: int, overlap: int, multiple: int = 1) -> list[Tile]:
@@ -116,7 +112,7 @@ def enhance_array(generator: nn.Module, rgb: np.ndarray, device: torch.device | 
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] < 1 or rgb.shape[1] < 1:
         raise ValueError(f"expected an (H, W, 3) image, got shape {rgb.shape}")
     height, width = rgb.shape[:2]
-    tiles = plan_tiles(height, width, tile, overlap, grid_multiple(generator))
+    tiles = plan_tiles(height, width, tile, overlap, size_multiple(generator))
     device = torch.device(device)
     # channels_last: oneDNN's convolutions run 1.3-1.5x faster in it on the CPU (720p photo,
     # this project's 2-core machine), and the (H, W, 3) result comes out without a copy. The

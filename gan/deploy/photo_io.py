@@ -68,6 +68,7 @@ import tifffile
 from PIL import Image, ImageCms, TiffImagePlugin, UnidentifiedImageError
 
 from gan.fsio import atomic_path
+from gan.pixels import LUMA_BT601
 
 DEFAULT_MAX_PIXELS = 200_000_000  # refuse decompression bombs; a 100 MP camera is well inside
 
@@ -102,7 +103,6 @@ _DESCRIPTIVE_TAGS = {
     315: "Artist",
     33432: "Copyright",
 }
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601-2, as Pillow's convert("L")
 _STRIP_PIXELS = 1 << 20  # quantise about a megapixel at a time
 # zlib level for PNG: on a 12 MP photo level 3 takes a quarter of the default 6's time (1.6 s
 # against 6.0 s) for a file 3% larger
@@ -587,7 +587,7 @@ def _quantise_into(out: np.ndarray, rgb: np.ndarray, gray: bool) -> None:
     for top in range(0, height, rows):
         block = np.asarray(rgb[top : top + rows], dtype=np.float32)
         if gray:
-            block = (block @ _LUMA)[..., None]
+            block = (block @ LUMA_BT601)[..., None]
         block = np.fmax(block, 0.0)  # fmax/fmin, unlike clip, turn NaN into a bound
         np.fmin(block, 1.0, out=block)
         block *= maximum

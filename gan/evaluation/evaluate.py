@@ -16,9 +16,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from PIL import Image
+from tqdm import tqdm
+
+from gan.data.dped import DpedSource, decode_patch, find_layout
+from gan.data.patches import PatchPairs, to_tensor
 from gan.deploy.inference import DEFAULT_OVERLAP, DEFAULT_TILE, enhance_array
+from gan.deploy.photo_io import read_photo
+from gan.evaluation.loe import lightness_order_error
+from gan.fsio import atomic_open
 from gan.metrics import mean_finite, ms_ssim, psnr, ssim
-from gan.data.patches import to_tensor
+from gan.pixels import float_to_uint8
 
 Enhance = Callable[[np.ndarray], torch.Tensor]
 
@@ -63,7 +71,7 @@ def generator_photo(generator: torch.nn.Module, device: torch.device,
     """A generator on one full-size photo, tiled (gan.deploy.inference): uint8 in, uint8 out."""
     def enhance(image: np.ndarray) -> np.ndarray:
         out = enhance_array(generator, image.astype(np.float32) / 255.0, device, tile, overlap)
-        return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
+        return float_to_uint8(out)
     return enhance
 
 
@@ -121,11 +129,77 @@ def score_method(method: Method, phone: np.ndarray, dslr: np.ndarray,
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """(N, 3, H, W) float in [0, 1] -> (N, H, W, 3) uint8, rounded."""
-    return (images.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+    return float_to_uint8(images.permute(0, 2, 3, 1).numpy())
 
 
-def load_photo(path: Path) -> np.ndarray:
-    from PIL import Image, ImageOps
+# -- the test data ----------------------------------------------------------------------------
 
-    with Image.open(path) as im:
-        return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+def aligned_test_pairs(patches: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The extract stage's aligned test crops: phone, DSLR ((N, H, W, 3) uint8) and row index."""
+    test = PatchPairs(patches, "test")
+    return np.asarray(test.phone), np.asarray(test.dslr), np.arange(len(test))
+
+
+def raw_test_pairs(raw: Path, phone_name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The raw test pairs of a DPED-layout archive that decode to two images of one size, as
+    DPED and PIRM scored them: phone, DSLR ((N, H, W, 3) uint8) and the pairs' DPED indices."""
+    phones, dslrs, indices = [], [], []
+    with DpedSource(raw) as source:
+        for pair in find_layout(source.names(), phone_name).pairs["test"]:
+            if pair.phone is None or pair.dslr is None:
+                continue
+            try:
+                phone = decode_patch(source.read(pair.phone))
+                dslr = decode_patch(source.read(pair.dslr))
+            except ValueError:
+                continue
+            if phone.shape == dslr.shape and (not phones or phone.shape == phones[0].shape):
+                phones.append(phone)
+                dslrs.append(dslr)
+                indices.append(pair.index)
+    if not phones:
+        raise ValueError(f"{raw}: no decodable test pairs of one size")
+    return np.stack(phones), np.stack(dslrs), np.asarray(indices)
+
+
+# -- full-size photos -------------------------------------------------------------------------
+
+def read_rgb8(path: Path) -> np.ndarray:
+    """A photo as (H, W, 3) uint8, upright, through the decoder ``enhance`` ships
+    (gan.deploy.photo_io: EXIF orientation, CMYK and 16-bit handled the same way)."""
+    photo = read_photo(path)
+    rgb = photo.rgb if photo.rgb.shape[2] == 3 else np.repeat(photo.rgb, 3, axis=2)
+    return float_to_uint8(rgb)
+
+
+def full_size_scores(methods: list[Method], photos: list[Path], out: Path, keep: int,
+                     progress: bool = False) -> tuple[dict[str, float], dict[str, float]]:
+    """LOE (mean over the photos) and seconds per megapixel of each method on the full-size
+    photos, which have no DSLR twin. One photo is in memory at a time. The first ``keep``
+    photos and each method's enhanced version of them are saved as PNG (lossless) under
+    ``out/<method>/`` (the input under ``out/input/``) for the report."""
+    errors: dict[str, list[float]] = {m.name: [] for m in methods}
+    seconds = dict.fromkeys(errors, 0.0)
+    megapixels = 0.0
+    for k, path in enumerate(tqdm(photos, desc="full-size", unit="photo", disable=not progress)):
+        image = read_rgb8(path)
+        megapixels += image.shape[0] * image.shape[1] / 1e6
+        if k < keep:
+            _save_png(out / "input" / f"{path.stem}.png", image)
+        for method in methods:
+            began = time.perf_counter()
+            enhanced = method.enhance_photo(image)
+            seconds[method.name] += time.perf_counter() - began
+            errors[method.name].append(lightness_order_error(image, enhanced))
+            if k < keep:
+                _save_png(out / method.name / f"{path.stem}.png", enhanced)
+    if not photos:
+        return {}, {}
+    loe = {name: round(float(np.mean(values)), 1) for name, values in errors.items()}
+    speed = {name: round(total / megapixels, 3) for name, total in seconds.items()}
+    return loe, speed
+
+
+def _save_png(path: Path, image: np.ndarray) -> None:
+    with atomic_open(path) as handle:
+        Image.fromarray(image).save(handle, format="PNG")

@@ -1,0 +1,96 @@
+"""gan.evaluation.evaluate's data side: the raw test pairs, the full-size photos read through
+enhance's decoder, and the full-size scores computed one photo at a time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gan.deploy.photo_io import read_photo
+from gan.evaluation import evaluate as evaluation
+from gan.evaluation.evaluate import (Method, full_size_scores, identity_method, raw_test_pairs,
+                                     read_rgb8)
+from gan.evaluation.loe import lightness_order_error
+from tests.conftest import jpeg, temporaries, write_dped_zip
+
+
+def test_raw_test_pairs_skip_undecodable_and_odd_sized_pairs(tmp_path):
+    rng = np.random.default_rng(0)
+    patch = lambda size=100: jpeg(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))  # noqa: E731
+    test = "test_data/patches/"
+    archive = write_dped_zip(tmp_path / "dped.zip", {
+        f"{test}iphone/0.jpg": patch(), f"{test}canon/0.jpg": patch(),
+        f"{test}iphone/1.jpg": b"not a jpeg", f"{test}canon/1.jpg": patch(),
+        f"{test}iphone/2.jpg": patch(90), f"{test}canon/2.jpg": patch(90),  # another size
+        f"{test}iphone/3.jpg": patch(), f"{test}canon/3.jpg": patch(),
+        "training_data/iphone/0.jpg": patch(), "training_data/canon/0.jpg": patch(),
+    })
+    phone, dslr, indices = raw_test_pairs(archive, "iphone")
+    assert indices.tolist() == [0, 3]
+    assert phone.shape == dslr.shape == (2, 100, 100, 3) and phone.dtype == np.uint8
+
+
+def test_raw_test_pairs_without_a_usable_pair_name_the_archive(tmp_path):
+    archive = write_dped_zip(tmp_path / "dped.zip", {
+        "test_data/patches/iphone/0.jpg": b"x", "test_data/patches/canon/0.jpg": b"y",
+        "training_data/iphone/0.jpg": b"x", "training_data/canon/0.jpg": b"y"})
+    with pytest.raises(ValueError, match="dped.zip: no decodable test pairs"):
+        raw_test_pairs(archive, "iphone")
+
+
+def test_full_size_photos_are_read_upright_by_the_decoder_enhance_ships(tmp_path):
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels)
+    exif = image.getexif()
+    exif[0x0112] = 6  # orientation: the camera was turned; upright is 90 degrees clockwise
+    path = tmp_path / "turned.png"
+    image.save(path, exif=exif.tobytes())
+    rgb = read_rgb8(path)
+    assert rgb.shape == (60, 40, 3) and rgb.dtype == np.uint8
+    assert np.array_equal(rgb, np.rint(read_photo(path).rgb * 255).astype(np.uint8))
+    assert np.array_equal(rgb, np.rot90(pixels, -1))
+    gray = tmp_path / "gray.png"
+    Image.fromarray(pixels[..., 0]).save(gray)
+    assert np.array_equal(read_rgb8(gray), np.repeat(pixels[..., :1], 3, axis=2))
+
+
+def test_full_size_scores_stream_one_photo_at_a_time_and_save_the_first(tmp_path, monkeypatch):
+    rng = np.random.default_rng(2)
+    photos = []
+    for k, size in enumerate([(30, 50), (44, 36), (20, 20)]):
+        path = tmp_path / "photos" / f"{k}.png"
+        path.parent.mkdir(exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(path)
+        photos.append(path)
+    events = []
+    real_read = evaluation.read_rgb8
+
+    def logged_read(path):
+        events.append(f"read {path.stem}")
+        return real_read(path)
+
+    def logged(name, fn):
+        return lambda image: events.append(name) or fn(image)
+
+    monkeypatch.setattr(evaluation, "read_rgb8", logged_read)
+    same = Method("same", lambda batch: None, photo=logged("same", lambda image: image))
+    darker = Method("darker", lambda batch: None, photo=logged("darker", lambda image: image // 2))
+    out = tmp_path / "eval"
+    loe, speed = full_size_scores([same, darker], photos, out, keep=2)
+    # One photo at a time: each is read, then enhanced by every method, before the next is read.
+    assert events == [e for k in range(3) for e in (f"read {k}", "same", "darker")]
+    assert loe["same"] == 0.0 and set(speed) == {"same", "darker"}
+    expected = np.mean([lightness_order_error(real_read(p), real_read(p) // 2) for p in photos])
+    assert loe["darker"] == round(float(expected), 1) > 0
+    saved = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
+    assert saved == ["darker/0.png", "darker/1.png", "input/0.png", "input/1.png",
+                     "same/0.png", "same/1.png"]
+    assert np.array_equal(np.asarray(Image.open(out / "darker" / "1.png")),
+                          real_read(photos[1]) // 2)
+    assert not temporaries(out)
+
+
+def test_full_size_scores_without_photos_are_empty(tmp_path):
+    assert full_size_scores([identity_method()], [], tmp_path, keep=2) == ({}, {})
