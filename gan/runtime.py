@@ -12,11 +12,11 @@ def keep_freed_memory(mmap_threshold: int = 512 << 20, trim_threshold: int = 1 <
 
     Extraction chunks, training steps and inference passes allocate the same 10-250 MB arrays
     over and over. By default glibc maps and unmaps each one and the kernel zero-fills every page
-    again: on this 2-core machine that was 37 s of system time in the generator benchmark (a 2-3x
-    slower DenseUNet) and 4.1 s instead of 1.4 s of worker system time when extracting 20k
-    pairs. Raising the mmap and trim thresholds
-    keeps those blocks in the heap for the next use; memory stays bounded by one step's working
-    set. Returns False (and changes nothing) where glibc is not the allocator.
+    again, which costs more system time than the work itself on a small CPU (bench/README.md has
+    the figures). Raising the mmap and trim thresholds keeps those blocks in the heap for the
+    next use; memory stays bounded by one step's working set. Process-wide, so only entry
+    points (stages, benches) call it. Returns False (and changes nothing) where glibc is not the
+    allocator.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")

@@ -1,66 +1,27 @@
 """Exporting a trained generator for deployment: TorchScript (``.ts``) and ONNX (``.onnx``).
 
 Both files take ``(N, 3, H, W)`` float32 RGB in ``[0, 1]`` and return the enhanced image, same
-shape, with the batch size, height and width all dynamic: one file serves every photo size, odd
-ones (333x517) as well as multiples of 8.
+shape, with batch, height and width dynamic: one file serves every photo size.
 
-The catch is the Dense U-Net's size-dependent padding. Its ``forward`` reflect-pads the input
-to a multiple of ``2**depth`` with plain Python (``if pad_h == 0 and pad_w == 0: return x``),
-and both exporters record Python control flow as it went for the example input:
+Why a wrapper: the Dense U-Net pads its input to a multiple of ``2**depth`` behind a Python
+``if``, and both exporters record Python control flow as it went for the example input (trace
+bakes the branch in, torch.export turns it into a guard that refuses other sizes). So both
+exports go through :class:`ExportWrapper`, which pads before the generator and crops after with
+shape arithmetic only: ``pad = ceil(h / m) * m - h`` (ceil rather than ``-h % m``: the padded
+side is then a plain multiple of m for the symbolic-shape solver), reflect padding, and the crop
+as a negative pad (a slice would be a view whose contiguity torch.export guards on). The
+generator's own padding then never fires, and the output equals the generator's on every size
+it accepts.
 
-- ``torch.jit.trace`` of the generator itself bakes that branch in: traced on a multiple of 8,
-  it never pads and fails on 61x67. Traced on an odd size it happens to work (the tracer
-  records the pad amounts as shape arithmetic), correct by the luck of the example only.
-- ``torch.jit.script`` fails on the generator outright (the ``config: Any`` dataclass
-  attribute) and, like trace, is deprecated in torch 2.14 ("switch to torch.compile or
-  torch.export").
-- ``torch.export`` (what the dynamo-based ONNX exporter runs) turns the branch into a guard:
-  exported on 61x67 (depth 2), the program refuses every input with a side that is a
-  multiple of 4.
+Formats: TorchScript is ``torch.jit.trace`` of the wrapper (deprecated, but the one format
+libtorch and Python load without the model's source; needs only torch). ONNX is the dynamo
+exporter (torch's supported one), opset 18, weights inside the one file, axes named ``batch``,
+``height``, ``width``; it needs the ``export`` extra (onnx, onnxscript; onnxruntime to check).
+The example input is a batch of 2 (torch.export specialises a dimension of size 1) with
+unequal sides that need padding, so the recorded run goes through every step of the wrapper.
 
-So both exports go through :class:`ExportWrapper`, which pads before the generator sees the
-image and crops after, with shape arithmetic only, no branch: ``pad = ceil(h / m) * m - h``
-(zero for multiples of m), then ``F.pad(..., mode="reflect")``; the generator's own padding
-then never fires (its branch is constant, and correctly so, for every input), and the crop is
-``F.pad`` with negative amounts. The output equals the generator's on every size it accepts,
-because everything after the padding in the generator is per-pixel or shift-equivariant and
-the crop keeps exactly the pixels its own crop keeps. Two details matter for ``torch.export``:
-
-- The crop is a negative pad, not a slice: a slice is a view whose contiguity depends on
-  whether the pad was zero, and torch.export turns that into a guard that again refuses
-  multiples (or non-multiples) of ``2**depth``.
-- ``ceil(h / m) * m`` instead of ``-h % m``: the same number, but the padded side is then a
-  plain multiple of m for the symbolic-shape solver, which makes the export ~1.5x faster.
-
-Formats, and why:
-
-- TorchScript: ``torch.jit.trace`` of the wrapper. The tracer records ``x.shape`` arithmetic
-  as graph ops (``aten::size``, ``floor_divide``...), so the pads are computed per input.
-  Deprecated but still the one format ``torch.jit.load`` runs from C++ (libtorch) and Python
-  without the model's source. Needs nothing beyond torch.
-- ONNX: the dynamo-based exporter, ``torch.onnx.export(..., dynamo=True)``, which needs the
-  optional ``onnxscript`` (and ``onnx``); checking the file needs ``onnxruntime``
-  (``pip install 'ppe-gan[export]'``). It is torch's default and supported exporter since 2.9;
-  the TorchScript-based one (``dynamo=False``, ``dynamic_axes``) also exports this wrapper
-  correctly, >10x faster (1 s against 15 s), but warns that it is deprecated and will be
-  removed. Opset 18 is the exporter's own (no version conversion); the ops used (Conv, Resize,
-  Pad, LeakyRelu, Sigmoid, InstanceNormalization...) gained nothing since. The file is ONNX IR
-  version 10, which ONNX Runtime reads from 1.18 on (1.19 for NumPy 2). Weights are
-  stored inside the one ``.onnx`` file (a 2 GB limit the generators are far below), so the file
-  can be moved and renamed alone. The axes are named ``batch``, ``height``, ``width`` (string
-  names in ``dynamic_shapes``, which the exporter turns into ``Dim.DYNAMIC``); named
-  ``torch.export.Dim`` ranges are refused, because the solver cannot prove identities such as
-  ``8 * ceil(h / 8) - h < h`` for all h even though they hold.
-
-The example input: batch 2, since torch.export refuses to make a dimension of size 1 dynamic
-(it specialises 0 and 1); sides that need padding, unequal, so that the recorded run goes
-through every step of the wrapper (with it, a multiple of ``2**depth`` gives the same general
-graph; without it, it would not).
-
-Limits: a side shorter than ``2**depth // 2 + 1`` pixels (5 for the default depth 3) cannot be
-reflect-padded; the module replicates there, the exported files refuse it. The exports run on
-the CPU in float32; ``check_parity`` compares the exported file with the PyTorch module on a
-sample and is how the claims above are tested.
+Limits: a side shorter than ``2**depth // 2 + 1`` pixels cannot be reflect-padded; the files
+refuse it. ``check_parity`` compares an exported file with the PyTorch module on a sample.
 """
 
 from __future__ import annotations

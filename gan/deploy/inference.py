@@ -114,9 +114,9 @@ def enhance_array(generator: nn.Module, rgb: np.ndarray, device: torch.device | 
     height, width = rgb.shape[:2]
     tiles = plan_tiles(height, width, tile, overlap, size_multiple(generator))
     device = torch.device(device)
-    # channels_last: oneDNN's convolutions run 1.3-1.5x faster in it on the CPU (720p photo,
-    # this project's 2-core machine), and the (H, W, 3) result comes out without a copy. The
-    # conversion is in place, idempotent, and costs a copy of the weights once.
+    # channels_last: oneDNN's CPU convolutions are faster in it (bench/README.md, enhance), and
+    # the (H, W, 3) result comes out without a copy. The conversion is in place, idempotent,
+    # and costs a copy of the weights once.
     generator.to(memory_format=torch.channels_last)
     if len(tiles) == 1:
         out = _run(generator, rgb, device)

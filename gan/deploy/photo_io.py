@@ -7,15 +7,13 @@ the output suffix names, atomically.
 
 Choices, and why:
 
-- **Pillow for 8-bit, tifffile/imagecodecs for 16-bit.** Pillow (13.0 here) has no mode for
+- **Pillow for 8-bit, tifffile/imagecodecs for 16-bit.** Pillow (13.0) has no mode for
   16-bit colour: it opens a 16-bit RGB(A) PNG or TIFF as 8-bit ``RGB``/``RGBA`` (keeping the high
   byte) and cannot write one at all; only single-channel ``I;16`` keeps 16 bits. So files with 16
   bits per sample go through tifffile (TIFF; pure Python on numpy) and imagecodecs (PNG via
   libpng; tifffile also needs it to decode LZW, PackBits and JPEG-compressed TIFFs, which
-  Photoshop and Lightroom write). pypng was tried first: it is lighter, but pure Python
-  (0.7 s here for a 1 MP 16-bit grayscale PNG, so some 25 s for a 12 MP RGB one), and tifffile
-  needs imagecodecs anyway. Pillow still parses every header, so the size check, the ICC profile
-  and the EXIF come from one place.
+  Photoshop and Lightroom write). Pillow still parses every header, so the size check, the ICC
+  profile and the EXIF come from one place.
 - **One pixel-limit check, ours.** ``max_pixels`` is checked on the header's width x height before
   any pixel is decoded (WebP's size is read from its RIFF header first, because Pillow's WebP
   opener already allocates the canvas). Pillow's own decompression-bomb limit is a process-wide

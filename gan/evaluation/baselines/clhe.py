@@ -770,8 +770,8 @@ def clhe(image: np.ndarray, white_balance: bool = False) -> np.ndarray:
     colour-restricted mean is approximated (``similar_colour_mean``: 0.02-0.9 grey levels of
     mean difference in the output).
 
-    Speed on the 2-core development machine: a 100x100 patch in 10-16 ms, a 4032x3024 photo in
-    5-8 s (strips and tiles run in threads from 1 MP on), about 0.5 GB above the input.
+    Large photos run in strips and tiles on threads from 1 MP on; speed and memory figures are
+    in bench/README.md (bench/baselines_bench.py).
     """
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 \
             or image.shape[2] != 3 or image.shape[0] < 1 or image.shape[1] < 1:

@@ -23,9 +23,8 @@ eqs. 14-22); the version here is designed from that description and every choice
 Speed: the bright-pass filter dominates. It is computed exactly (no value quantisation, no
 spatial subsampling) as masked window sums over array shifts; the inner 15x15 block of offsets
 needs no comparison (see ``bright_pass``), so 736 of the 961 offsets remain, handled one window
-row at a time on tiles shared by a thread pool. On the 2-core development machine, with another
-process busy on one core: about 11 ms for a 100x100 patch, about 7 s and 1.2 GB peak RSS for a
-12 MP (4032x3024) photo (bench/baselines_bench.py).
+row at a time on tiles shared by a thread pool. Speed and memory figures: bench/README.md
+(bench/baselines_bench.py).
 """
 
 from __future__ import annotations
