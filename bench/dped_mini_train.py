@@ -29,9 +29,9 @@ sys.path.insert(0, str(ROOT))
 
 from gan.data.dped import DpedSource, decode_patch, find_layout  # noqa: E402
 from gan.data.extract import ExtractConfig, extract  # noqa: E402
+from gan.data.patches import PatchPairs, data_fingerprint, to_tensor  # noqa: E402
 from gan.metrics import mean_finite, ms_ssim, psnr  # noqa: E402
 from gan.networks import macs_per_pixel  # noqa: E402
-from gan.data.patches import PatchPairs, data_fingerprint, to_tensor  # noqa: E402
 from gan.runtime import keep_freed_memory  # noqa: E402
 from gan.train import Dist, Trainer  # noqa: E402
 from gan.train import RunSpec  # noqa: E402

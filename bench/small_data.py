@@ -35,8 +35,8 @@ sys.path.insert(0, str(ROOT))
 
 from gan.data.dped import DpedSource, decode_patch, find_layout  # noqa: E402
 from gan.data.extract import ExtractConfig, extract, rows_table  # noqa: E402
-from gan.metrics import mean_finite, ms_ssim, psnr  # noqa: E402
 from gan.data.patches import data_fingerprint, to_tensor  # noqa: E402
+from gan.metrics import mean_finite, ms_ssim, psnr  # noqa: E402
 from gan.recipe import apply_recipe, check_overlay, load_recipe  # noqa: E402
 from gan.runtime import keep_freed_memory  # noqa: E402
 from gan.train import Dist, RunSpec, Trainer  # noqa: E402

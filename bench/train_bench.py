@@ -36,8 +36,8 @@ sys.path.insert(0, str(ROOT))
 from gan.data.dped import DpedSource, find_layout  # noqa: E402
 from gan.data.extract import ExtractConfig, extract  # noqa: E402
 from gan.data.patches import data_fingerprint  # noqa: E402
-from gan.runtime import cpu_has_native_bf16, keep_freed_memory  # noqa: E402
 from gan.data.sample import write_sample_zip  # noqa: E402
+from gan.runtime import cpu_has_native_bf16, keep_freed_memory  # noqa: E402
 from gan.train import Dist, RunSpec, Trainer  # noqa: E402
 
 DPED_MINI = ROOT.parent / "shared" / "dped-mini" / "iphone"

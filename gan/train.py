@@ -28,10 +28,10 @@ import torch.distributed as dist
 from torch import nn
 
 from gan.checkpoint import atomic_torch_save
+from gan.data.patches import PatchPairs
 from gan.losses import GeneratorLoss, LossWeights, adversarial_d_loss
 from gan.metrics import mean_finite, ms_ssim, psnr
 from gan.networks import GENERATORS, build_discriminator, build_generator
-from gan.data.patches import PatchPairs
 from gan.runtime import resolve_device, resolve_precision
 
 # train.* keys that do not change what a training step computes: a checkpoint made with other

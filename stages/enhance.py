@@ -22,8 +22,8 @@ from pathlib import Path
 import typer
 
 from gan.deploy.inference import DEFAULT_OVERLAP, DEFAULT_TILE
-from gan.deploy.pretrained import DEFAULT_MODEL
 from gan.deploy.photo_io import DEFAULT_MAX_PIXELS, SUFFIXES
+from gan.deploy.pretrained import DEFAULT_MODEL
 
 
 class EnhanceMethod(str, Enum):

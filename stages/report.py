@@ -36,7 +36,7 @@ def main(
     import pandas as pd
 
     from gan.evaluation.figures import (full_size_figure, label, method_order, patch_grid, png_bytes,
-                             score_bars, training_curves)
+                                        score_bars, training_curves)
     from gan.evaluation.report import render
 
     try:

@@ -32,8 +32,8 @@ def main(
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
     """Train the GAN (generator + discriminator) on the aligned patches."""
-    from gan.losses import VGGWeightsError
     from gan.data.patches import data_fingerprint
+    from gan.losses import VGGWeightsError
     from gan.train import RunSpec, TrainingDiverged
 
     try:
