@@ -1,5 +1,6 @@
-# Quick start:  make repro   (set up .venv, run the DVC pipeline on the embedded sample)
-#               make test    (set up .venv, run the test suite)
+# Quick start:  make repro     (set up .venv, run the DVC pipeline on the embedded sample)
+#               make test      (set up .venv, run the fast tests: all but those marked slow)
+#               make test-all  (set up .venv, run every test, the slow ones too: what CI runs)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
@@ -7,7 +8,7 @@ STAMP := $(VENV)/.installed
 # Stage commands in dvc.yaml call `python`: the venv's must come first on PATH.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup repro test bench paper small-data pretrained clean
+.PHONY: setup repro test test-all bench paper small-data pretrained clean
 
 setup: $(STAMP)
 
@@ -20,10 +21,17 @@ repro: $(STAMP)
 	$(BIN)/dvc repro
 
 # pytest exits 5 when it collected no tests: say so instead of failing mysteriously.
-test: $(STAMP)
-	$(BIN)/python -m pytest -q; code=$$?; \
+PYTEST = $(BIN)/python -m pytest -q $(1); code=$$?; \
 	if [ $$code -eq 5 ]; then echo "pytest collected no tests: check tests/ and the test paths in pyproject.toml" >&2; fi; \
 	exit $$code
+
+# The fast set: every test not marked slow (the slow ones: over ~5 s each, see pyproject.toml).
+test: $(STAMP)
+	$(call PYTEST,-m "not slow")
+
+# Every test, the slow ones too (the real dvc CLI runs, real training, ONNX export).
+test-all: $(STAMP)
+	$(call PYTEST,)
 
 bench: $(STAMP)
 	$(BIN)/python bench/extract_bench.py

@@ -64,7 +64,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, DpedSource(DPED_MINI) as source:
         work = Path(tmp)
         layout = find_layout(source.names(), "iphone")
-        summary = extract(DPED_MINI, layout, work / "patches", ExtractConfig(), workers=2)
+        settings = ExtractConfig.from_params(
+            yaml.safe_load((ROOT / "params.yaml").read_text())["extract"])
+        summary = extract(DPED_MINI, layout, work / "patches", settings, workers=2)
         print(f"extract: kept {summary.kept}")
         raw_phone = to_tensor(np.stack([decode_patch(source.read(p.phone))
                                         for p in layout.pairs["test"]]))

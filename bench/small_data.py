@@ -58,7 +58,9 @@ def prepare(work: Path) -> None:
                 raw = np.stack([decode_patch(source.read(getattr(p, side))) for p in pairs])
                 np.save(work / f"raw_{split}_{side}.npy", raw)
             np.save(work / f"raw_{split}_index.npy", np.array([p.index for p in pairs]))
-    summary = extract(DPED_MINI, layout, work / "full", ExtractConfig(), workers=2)
+    settings = ExtractConfig.from_params(
+        yaml.safe_load((ROOT / "params.yaml").read_text())["extract"])
+    summary = extract(DPED_MINI, layout, work / "full", settings, workers=2)
     table = pd.DataFrame(rows_table(summary.rows))
     (work / "full" / "pairs.csv").write_text(table.to_csv(index=False))
     holdout = work / "holdout"

@@ -94,7 +94,9 @@ def real_patches(folder: Path) -> str:
         write_sample_zip(source, "iphone", train_pairs=400, test_pairs=80, seed=0)
     with DpedSource(source) as opened:
         layout = find_layout(opened.names(), "iphone")
-    summary = extract(source, layout, folder, ExtractConfig(), workers=1)
+    settings = ExtractConfig.from_params(
+        yaml.safe_load((ROOT / "params.yaml").read_text())["extract"])
+    summary = extract(source, layout, folder, settings, workers=1)
     return f"{what}: {summary.kept} aligned pairs"
 
 

@@ -9,9 +9,6 @@ import typer
 from stages.common import (PARAMS, ParamsError, fail, load_params, pick, section, write_json,
                            write_text)
 
-KEYS = ("crop", "patch", "max_shift", "min_ncc", "subpixel", "workers")
-
-
 def main(
     params: Path = typer.Option(PARAMS, help="params file (reads data.phone and extract)"),
     raw: Path = typer.Option(Path("data/raw/dped.zip"), help="DPED-layout zip or folder"),
@@ -29,9 +26,9 @@ def main(
     try:
         all_params = load_params(params)
         phone = pick(section(all_params, "data", params), ("phone",), "data")["phone"]
-        values = pick(section(all_params, "extract", params), KEYS, "extract")
-        workers = int(values.pop("workers"))
-        cfg = ExtractConfig(**values)
+        values = section(all_params, "extract", params)
+        workers = int(pick(values, ("workers",), "extract")["workers"])
+        cfg = ExtractConfig.from_params(values)
         with DpedSource(raw) as source:
             layout = find_layout(source.names(), phone)
     except (ParamsError, LayoutError, FileNotFoundError, ValueError) as exc:

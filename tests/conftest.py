@@ -16,10 +16,19 @@ from typing import Iterator
 
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def extract_config(**changes):
+    """params.yaml's extract settings (the one source of their values), with ``changes``."""
+    import yaml
+
+    from gan.data.extract import ExtractConfig
+
+    values = yaml.safe_load((ROOT / "params.yaml").read_text())["extract"]
+    return ExtractConfig.from_params({**values, **changes})
 DPED_MINI = ROOT.parent / "shared" / "dped-mini"
 
 
@@ -112,19 +121,6 @@ def copy_project_files(repo: Path) -> None:
         else:
             (repo / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(source, repo / name)
-
-
-@pytest.fixture
-def project(tmp_path) -> Path:
-    repo = tmp_path / "repo"
-    copy_project_files(repo)
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["data"].update(sample_train_pairs=60, sample_test_pairs=20)  # tiny, same code path
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["git", "init", "-q"], repo)
-    run(["git", "add", "-A"], repo)
-    run(["git", "commit", "-qm", "project"], repo)
-    return repo
 
 
 def dvc(*args: str) -> list[str]:

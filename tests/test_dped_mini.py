@@ -12,7 +12,8 @@ from scipy.ndimage import shift as subpixel_move
 
 from gan.data.align import luminance, ncc
 from gan.data.dped import DpedSource, decode_patch, find_layout
-from gan.data.extract import ExtractConfig, extract
+from gan.data.extract import extract
+from tests.conftest import extract_config
 
 
 def lucas_kanade(moving: np.ndarray, reference: np.ndarray, iterations: int = 5) -> np.ndarray:
@@ -45,7 +46,7 @@ def test_alignment_reduces_the_residual_misalignment_of_real_pairs(dped_mini, tm
     source_path = dped_mini / "iphone"
     with DpedSource(source_path) as source:
         layout = find_layout(source.names(), "iphone")
-        summary = extract(source_path, layout, tmp_path / "out", ExtractConfig(min_ncc=0.0),
+        summary = extract(source_path, layout, tmp_path / "out", extract_config(min_ncc=0.0),
                           workers=2)
         kept = [r for r in summary.rows if r.split == "train" and r.kept]
         before = np.stack([decode_patch(source.read(f"training_data/iphone/{r.index}.jpg"))[2:98, 2:98]

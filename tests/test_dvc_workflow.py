@@ -1,10 +1,12 @@
 """The DVC workflow with the real dvc CLI, in temporary git repositories on a tiny setting.
 
-What a user of the pipeline relies on: a second `dvc repro` does nothing; a param reruns exactly
-the stages that read it; `dvc exp run -S` / `exp show` / `metrics diff` / `plots diff`; `dvc push`
-and `dvc pull` round-trip data and model; a queued sweep over a loss weight. And, by reading the
-code, that dvc.yaml lists as deps exactly the code each stage imports and as params
-exactly the keys it reads.
+What a user of the pipeline relies on: one `dvc repro` runs every stage and leaves the data, the
+model, the metrics (`dvc metrics show`), the curves and figures (`dvc plots show`) and the report;
+a second `dvc repro` does nothing; a param reruns exactly the stages that read it; `dvc exp run
+-S` / `exp show` / `metrics diff` / `plots diff`; `dvc push` and `dvc pull` round-trip data and
+model; a queued sweep over a loss weight. This is the one suite that runs the dvc CLI; its tests
+are marked slow. And, by reading the code (no dvc run, not slow), that dvc.yaml lists as deps
+exactly the code each stage imports and as params exactly the keys it reads.
 
 One tiny project is reproduced once per module (about 25 s) and copied, `.git` and `.dvc` with it,
 for every test that changes it. The dvc runs are single-threaded (OMP_NUM_THREADS=1): on these
@@ -31,7 +33,7 @@ from tests.conftest import ROOT, copy_project_files, dvc, run
 
 STAGES = ("download", "extract", "train", "evaluate", "report")
 METHODS = ("input", "clhe", "npea", "ours")
-# The tiny setting of test_evaluate_report.py's whole-DAG test: a whole `dvc repro` in ~25 s.
+# The tiny setting: a whole `dvc repro` in ~25 s, every stage on its real code path.
 TINY: dict[str, dict[str, Any]] = {
     "data": {"sample_train_pairs": 40, "sample_test_pairs": 12},
     "model": {"depth": 1, "base_width": 8, "growth_rate": 4, "layers_per_block": 2, "d_width": 8,
@@ -96,6 +98,15 @@ def exp_table(repo: Path) -> dict[str, dict]:
     return rows
 
 
+def numbers(tree: Any, prefix: str = "") -> dict[str, float]:
+    """The numeric leaves of a JSON tree, by dotted path (what DVC counts as metrics)."""
+    if isinstance(tree, dict):
+        return {name: value for key, sub in tree.items()
+                for name, value in numbers(sub, f"{prefix}{key}.").items()}
+    is_number = isinstance(tree, (int, float)) and not isinstance(tree, bool)
+    return {prefix.rstrip("."): tree} if is_number else {}
+
+
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -130,6 +141,37 @@ def loss_changed(tmp_path_factory, reproduced) -> tuple[Path, str]:
     repo = copy_project(reproduced, tmp_path_factory.mktemp("loss"))
     set_params(repo, {"loss.adversarial": 0.01})
     return repo, run(dvc("repro"), repo)
+
+
+# -- 0. one repro builds everything --------------------------------------------------------------
+
+@pytest.mark.slow
+def test_a_full_repro_leaves_data_model_metrics_plots_and_report(reproduced, tmp_path):
+    # (the `reproduced` fixture has checked that `dvc repro` ran every stage, in order)
+    repo = copy_project(reproduced, tmp_path)  # `dvc plots show -o` writes into the workspace
+    assert set(yaml.safe_load((repo / "dvc.lock").read_text())["stages"]) == set(STAGES)
+    record = json.loads((repo / "data" / "source.json").read_text())
+    assert record["pairs"] == {"train": 40, "test": 12}  # the sample size the params ask for
+    for name in ("data/patches/train_phone.npy", "models/generator.pt", "reports/report.html",
+                 "reports/figures/patches.png", "reports/figures/training.png"):
+        assert (repo / name).stat().st_size > 0, name
+
+    # `dvc metrics show` reads the three metrics files dvc.yaml declares: every number in them
+    shown = json.loads(run(dvc("metrics", "show", "--json"), repo))
+    (files,) = [rev["data"] for rev in shown.values()]
+    assert set(files) == {"metrics/extract.json", "metrics/train.json", "metrics/eval.json"}
+    for path, entry in files.items():
+        assert numbers(entry["data"]) == numbers(json.loads((repo / path).read_text())), path
+    scores = files["metrics/eval.json"]["data"]
+    for geometry in ("aligned", "raw"):
+        assert set(METHODS) <= set(scores[geometry])
+    assert set(METHODS[1:]) <= set(scores["loe"])
+    assert files["metrics/extract.json"]["data"]["kept"] > 0
+
+    # `dvc plots show` renders the training curves and the report's figures
+    run(dvc("plots", "show", "-o", "plots_html"), repo)
+    index = (repo / "plots_html" / "index.html").read_text()
+    assert "patches.png" in index and "validation" in index.lower()
 
 
 # -- 1. nothing to do, nothing done ---------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""evaluate and report on fixture data, then the whole DAG with the real dvc CLI."""
+"""evaluate and report on fixture data, in-process (the whole DAG under the real dvc CLI is
+tested in test_dvc_workflow.py)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,11 @@ from typer.testing import CliRunner
 
 from gan.checkpoint import save_generator
 from gan.data.dped import DpedSource, find_layout
-from gan.data.extract import ExtractConfig, extract
-from gan.networks import build_generator
+from gan.data.extract import extract
 from gan.data.sample import write_sample_zip
+from gan.networks import build_generator
 from stages.app import app
-from tests.conftest import ROOT, dvc, run
+from tests.conftest import ROOT, extract_config
 
 TINY = {"depth": 1, "base_width": 8, "growth_rate": 4, "layers_per_block": 2}
 
@@ -32,7 +33,7 @@ def workspace(tmp_path_factory) -> Path:
     write_sample_zip(raw, "iphone", train_pairs=10, test_pairs=12, seed=2)
     with DpedSource(raw) as source:
         layout = find_layout(source.names(), "iphone")
-    extract(raw, layout, root / "data" / "patches", ExtractConfig(min_ncc=0.0), workers=1)
+    extract(raw, layout, root / "data" / "patches", extract_config(min_ncc=0.0), workers=1)
     for name in ("generator", "other"):
         save_generator(root / "models" / f"{name}.pt", build_generator("dense_unet", TINY),
                        {"note": "untrained: the identity"})
@@ -114,27 +115,3 @@ def test_report_names_a_missing_input(workspace, tmp_path):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1
     assert "absent.json" in result.output
-
-
-@pytest.mark.slow
-def test_the_whole_dag_with_the_dvc_cli(project):
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["data"].update(sample_train_pairs=40, sample_test_pairs=12)
-    params["model"].update(depth=1, base_width=8, growth_rate=4, layers_per_block=2, d_width=8,
-                           d_layers=2)
-    params["loss"].update(perceptual=0.0)
-    params["train"].update(steps=2, batch_size=2, log_every=1, val_every=2, val_patches=4,
-                           checkpoint_every=1, device="cpu")
-    params["evaluate"].update(saved_patches=3, saved_photos=1, device="cpu")
-    params["report"].update(patches=3, crop=64)
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    out = run(dvc("repro"), project)
-    for stage in ("download", "extract", "train", "evaluate", "report"):
-        assert f"Running stage '{stage}'" in out
-    shown = json.loads(run(dvc("metrics", "show", "--json"), project))
-    metrics = json.dumps(shown)
-    assert "ms_ssim" in metrics and "psnr" in metrics and "loe" in metrics
-    run(dvc("plots", "show", "-o", "plots_html"), project)
-    index = (project / "plots_html" / "index.html").read_text()
-    assert "patches.png" in index and "validation" in index.lower()
-    assert "Running stage" not in run(dvc("repro"), project)

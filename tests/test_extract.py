@@ -10,13 +10,13 @@ from gan.data.dped import DpedSource, find_layout
 from gan.data.extract import ExtractConfig, extract
 from gan.data.sample import write_sample_zip
 from stages.app import app
-from tests.conftest import jpeg, shifted_pair, textured, write_dped_zip
+from tests.conftest import ROOT, extract_config, jpeg, shifted_pair, textured, write_dped_zip
 
 
 def run_extract(archive, out, workers=2, **cfg):
     with DpedSource(archive) as source:
         layout = find_layout(source.names(), "iphone")
-    return extract(archive, layout, out, ExtractConfig(**cfg), workers=workers)
+    return extract(archive, layout, out, extract_config(**cfg), workers=workers)
 
 
 @pytest.fixture(scope="module")
@@ -155,3 +155,10 @@ def test_stage_refuses_a_shift_the_margin_cannot_hold(damaged_zip, tmp_path):
                                       str(tmp_path / "m.json")])
     assert result.exit_code == 1
     assert "extract.max_shift 3" in result.output
+
+
+def test_extract_settings_come_from_params_and_a_missing_key_is_named():
+    assert extract_config() == ExtractConfig.from_params(
+        yaml.safe_load((ROOT / "params.yaml").read_text())["extract"])
+    with pytest.raises(ValueError, match="extract lacks max_shift, min_ncc"):
+        ExtractConfig.from_params({"crop": 96, "patch": 100, "subpixel": False, "workers": 2})

@@ -59,6 +59,7 @@ def test_bad_tiling_is_refused():
         plan_tiles(100, 100, -1, 0)
 
 
+@pytest.mark.slow
 def test_tiled_equals_whole_image_inference():
     generator = trained_like()
     image = photo(200, 300)

@@ -19,17 +19,17 @@ from pytorch_msssim import ms_ssim
 from torch import nn
 
 from gan.losses import (
-    VGG19_FILE,
-    GeneratorLoss,
-    LossWeights,
-    MSSSIMLoss,
-    PerceptualLoss,
-    VGGFeatures,
-    VGGWeightsError,
-    adversarial_d_loss,
-    adversarial_g_loss,
-    load_vgg19_features,
-)
+                        VGG19_FILE,
+                        GeneratorLoss,
+                        LossWeights,
+                        MSSSIMLoss,
+                        PerceptualLoss,
+                        VGGFeatures,
+                        VGGWeightsError,
+                        adversarial_d_loss,
+                        adversarial_g_loss,
+                        load_vgg19_features,
+                        )
 
 # Known values planted in the test state dict.
 FIRST_WEIGHT = 0.125  # features.0.weight[0, 0, 0, 0]

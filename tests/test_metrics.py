@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from gan.data.dped import DpedSource, decode_patch, find_layout
-from gan.metrics import MS_SSIM_WEIGHTS, mean_finite, ms_ssim, ms_ssim_terms, psnr
 from gan.data.patches import to_tensor
+from gan.metrics import MS_SSIM_WEIGHTS, mean_finite, ms_ssim, ms_ssim_terms, psnr
 
 
 def test_psnr_of_a_constant_offset():

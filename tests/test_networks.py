@@ -7,15 +7,15 @@ import torch
 from torch import nn
 
 from gan.networks import (
-    GENERATORS,
-    LOGIT_EPS,
-    DenseBlock,
-    DenseUNetConfig,
-    build_discriminator,
-    build_generator,
-    count_parameters,
-    macs_per_pixel,
-)
+                          GENERATORS,
+                          LOGIT_EPS,
+                          DenseBlock,
+                          DenseUNetConfig,
+                          build_discriminator,
+                          build_generator,
+                          count_parameters,
+                          macs_per_pixel,
+                          )
 
 # Small enough that the whole file runs in seconds on two cores, deep enough to pad and crop.
 TINY = {
@@ -31,7 +31,7 @@ def _seed() -> None:
 
 @pytest.mark.parametrize("kind", GENERATORS)
 @pytest.mark.parametrize("shape", [(1, 3, 37, 53), (2, 3, 96, 96), (1, 3, 17, 100), (1, 3, 2, 2)])
-def test_generator_keeps_shape_and_range(kind: str, shape: tuple[int, ...]) -> None:
+def test_generator_keeps_shape(kind: str, shape: tuple[int, ...]) -> None:
     g = build_generator(kind, TINY[kind])
     with torch.no_grad():
         # Nudge the zero-initialised output conv so the output is not just the input.
@@ -39,7 +39,16 @@ def test_generator_keeps_shape_and_range(kind: str, shape: tuple[int, ...]) -> N
             p.add_(0.1 * torch.randn_like(p))
         y = g(torch.rand(shape))
     assert y.shape == shape
-    assert y.min() >= 0 and y.max() <= 1
+
+
+@pytest.mark.parametrize("bias, bound", [(5.0, 1.0), (-5.0, 0.0)])
+def test_dped_resnet_output_is_clamped_to_the_unit_range(bias: float, bound: float) -> None:
+    # tanh(y) * 0.58 + 0.5 spans [-0.08, 1.08]: saturated, only the clamp keeps it in [0, 1].
+    g = build_generator("dped_resnet", TINY["dped_resnet"])
+    with torch.no_grad():
+        g.tail.bias.fill_(bias)
+        y = g(torch.rand(1, 3, 16, 16))
+    assert torch.equal(y, torch.full_like(y, bound))
 
 
 def test_untrained_dense_unet_is_identity() -> None:
@@ -80,8 +89,8 @@ def test_discriminator_gives_one_logit_per_image(size: int) -> None:
     x = torch.rand(3, 3, size, size)
     logits = d(x)
     assert logits.shape == (3,)
-    p = d.probability(x)
-    assert p.shape == (3,) and (p > 0).all() and (p < 1).all()
+    # the paper's single sigmoid output is the probability of the same logits
+    torch.testing.assert_close(d.probability(x), torch.sigmoid(logits))
     logits.sum().backward()  # the logits are differentiable w.r.t. every parameter of D
     assert all(p.grad is not None for p in d.parameters())
 

@@ -130,8 +130,8 @@ def test_enhance_without_a_model_uses_the_shipped_one(tmp_path):
 def test_the_shipped_models_card_states_its_real_scores(dped_mini):
     """The card's score on dped-mini's 40 raw test pairs is what the committed file gives."""
     from gan.data.dped import DpedSource, decode_patch, find_layout
-    from gan.metrics import mean_finite, ms_ssim, psnr
     from gan.data.patches import to_tensor
+    from gan.metrics import mean_finite, ms_ssim, psnr
 
     with DpedSource(dped_mini / "iphone") as source:
         pairs = find_layout(source.names(), "iphone").pairs["test"]

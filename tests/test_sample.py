@@ -5,12 +5,11 @@ import zipfile
 
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
 
 from gan.data import sample
 from gan.data.dped import DpedSource, find_layout
-from tests.conftest import ROOT, temporaries
+from tests.conftest import temporaries
 
 
 def _quiet(profile: sample.PhoneProfile, **changes) -> sample.PhoneProfile:
@@ -118,9 +117,3 @@ def test_sample_zip_has_the_dped_layout_and_the_same_bytes_for_the_same_seed(tmp
     with zipfile.ZipFile(a) as zf:
         assert all(i.compress_type == zipfile.ZIP_STORED for i in zf.infolist())
 
-
-def test_committed_params_ask_for_enough_sample_pairs():
-    data = yaml.safe_load((ROOT / "params.yaml").read_text())["data"]
-    assert data["source"] == "sample"
-    assert data["sample_train_pairs"] >= 2000
-    assert data["sample_test_pairs"] >= 200

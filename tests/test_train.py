@@ -20,14 +20,14 @@ from typer.testing import CliRunner
 
 from gan.checkpoint import CheckpointError, load_generator, read_generator
 from gan.data.dped import DpedSource, find_layout
-from gan.data.extract import ExtractConfig, extract
-from gan.losses import LossWeights
+from gan.data.extract import extract
 from gan.data.patches import PatchPairs, data_fingerprint
 from gan.data.sample import write_sample_zip
+from gan.losses import LossWeights
 from gan.runtime import cpu_has_native_bf16, describe_cpu, resolve_precision
 from gan.train import Dist, RunSpec, SettingsError, Trainer, TrainConfig, TrainingDiverged
 from stages.app import app
-from tests.conftest import ROOT
+from tests.conftest import ROOT, extract_config
 
 TINY_G = {"depth": 1, "base_width": 8, "growth_rate": 4, "layers_per_block": 2,
           "global_residual": True}
@@ -44,7 +44,7 @@ def patches(tmp_path_factory) -> Path:
     write_sample_zip(archive, "iphone", train_pairs=48, test_pairs=16, seed=4)
     with DpedSource(archive) as source:
         layout = find_layout(source.names(), "iphone")
-    extract(archive, layout, root / "patches", ExtractConfig(min_ncc=0.0), workers=1)
+    extract(archive, layout, root / "patches", extract_config(min_ncc=0.0), workers=1)
     return root / "patches"
 
 
@@ -58,6 +58,7 @@ def spec_for(patches: Path, **train) -> RunSpec:
                    train=TrainConfig(**config), data=data_fingerprint(patches))
 
 
+@pytest.mark.slow
 def test_a_tiny_model_beats_the_input_on_held_out_pairs(patches, tmp_path):
     trainer = Trainer(spec_for(patches, steps=50, batch_size=8, val_every=50,
                                checkpoint_every=50), patches, tmp_path / "ck.pt", Dist())
@@ -74,6 +75,7 @@ def state(trainer: Trainer) -> dict[str, torch.Tensor]:
             **{f"d.{k}": v for k, v in trainer.discriminator.state_dict().items()}}
 
 
+@pytest.mark.slow
 def test_resume_gives_the_weights_of_an_uninterrupted_run(patches, tmp_path):
     straight = Trainer(spec_for(patches, steps=6), patches, tmp_path / "a.pt", Dist())
     straight.fit()
@@ -92,6 +94,7 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(patches, tmp_path):
     assert [r["step"] for r in second.losses] == [2, 3, 4, 6]  # log rows carried over
 
 
+@pytest.mark.slow
 def test_a_resumed_run_reports_the_time_and_speed_of_the_whole_run(patches, tmp_path):
     first = Trainer(spec_for(patches, steps=3), patches, tmp_path / "t.pt", Dist()).fit()
     assert first.seconds > 0 and first.patches_per_s > 0
@@ -422,6 +425,7 @@ def test_unsafe_or_foreign_checkpoints_are_refused(tmp_path):
         read_generator(tmp_path / "absent.pt")
 
 
+@pytest.mark.slow
 def test_ddp_on_the_cpu_with_two_gloo_processes(patches, tmp_path):
     params = tiny_params(tmp_path / "params.yaml", gpus=2)
     env = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]}

@@ -15,8 +15,9 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -36,11 +37,22 @@ CHUNK = 256  # pairs per task: large enough to vectorise the FFTs, small enough 
 
 @dataclass(frozen=True)
 class ExtractConfig:
-    crop: int = 96  # side of the aligned training patches
-    patch: int = 100  # side of DPED's patches; both sides of a pair must have it
-    max_shift: int = 2  # largest translation searched, per axis, in pixels
-    min_ncc: float = 0.5  # pairs whose aligned crops correlate less are dropped
-    subpixel: bool = False  # also record the sub-pixel shift (crops stay on the integer grid)
+    """params.yaml's ``extract`` section, less ``workers`` (how fast, not what comes out). No
+    defaults: params.yaml is the one source of the values (``from_params``)."""
+
+    crop: int  # side of the aligned training patches
+    patch: int  # side of DPED's patches; both sides of a pair must have it
+    max_shift: int  # largest translation searched, per axis, in pixels
+    min_ncc: float  # pairs whose aligned crops correlate less are dropped
+    subpixel: bool  # also record the sub-pixel shift (crops stay on the integer grid)
+
+    @classmethod
+    def from_params(cls, extract: dict[str, Any]) -> ExtractConfig:
+        """The config from params.yaml's ``extract`` section (other keys are ignored)."""
+        missing = [f.name for f in fields(cls) if f.name not in extract]
+        if missing:
+            raise ValueError(f"extract lacks {', '.join(missing)}")
+        return cls(**{f.name: extract[f.name] for f in fields(cls)})
 
     def __post_init__(self) -> None:
         margin = (self.patch - self.crop) // 2
