@@ -56,3 +56,18 @@ def test_wrong_row_shape_is_refused(tmp_path):
     with NpyAppender(tmp_path / "e.npy", (2, 2)) as writer:
         with pytest.raises(ValueError, match="expected rows"):
             writer.append(np.zeros((1, 3, 3), np.uint8))
+
+
+def test_a_failure_while_finishing_leaves_no_file(tmp_path, monkeypatch):
+    path = tmp_path / "f.npy"
+    path.write_bytes(b"the previous array")
+    writer = NpyAppender(path, (2,))
+    writer.append(np.zeros((3, 2), np.uint8))
+
+    def full_disk(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(writer._target, "commit", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        writer.close()
+    assert path.read_bytes() == b"the previous array" and not temporaries(tmp_path)

@@ -86,10 +86,14 @@ class NpyAppender:
         self.rows += rows
 
     def close(self) -> Path:
-        self._file.seek(0)
-        self._file.write(_header(self.dtype, (self.rows, *self.row_shape)))
-        self._file.close()
-        return self._target.commit()
+        try:
+            self._file.seek(0)
+            self._file.write(_header(self.dtype, (self.rows, *self.row_shape)))
+            self._file.close()
+            return self._target.commit()
+        except BaseException:  # a full disk at the last write: no temporary left behind
+            self.abort()
+            raise
 
     def abort(self) -> None:
         self._file.close()
