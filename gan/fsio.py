@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -84,6 +85,30 @@ def write_bytes(path: Path | str, data: bytes) -> None:
 def write_text(path: Path | str, text: str) -> None:
     """Replace ``path`` with ``text`` (UTF-8) atomically."""
     write_bytes(path, text.encode("utf-8"))
+
+
+@contextmanager
+def atomic_folder(path: Path | str) -> Iterator[Path]:
+    """Yield an empty staging folder to build ``path``'s new content in; when the block
+    succeeds, the staging folder takes ``path``'s place (the old one is renamed aside, then
+    removed), and when it fails the staging folder is removed and ``path`` is untouched. The
+    swap is two renames, not one: a crash between them leaves the old content beside ``path``
+    under a hidden ``.<name>.<random>.old`` name, never a half-written ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = temporary_name(path)
+    staging.mkdir()
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    old = staging.with_name(staging.name[: -len(TEMPORARY_SUFFIX)] + ".old")
+    if path.exists():
+        os.replace(path, old)
+    os.replace(staging, path)
+    _fsync_folder(path.parent)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def write_npy(path: Path | str, array: np.ndarray) -> None:

@@ -37,20 +37,22 @@ def main(
     from gan.data.fetch import DownloadError
     from gan.data.pirm import SplitError
 
+    from gan.fsio import atomic_path
+
+    dest = out / "dped.zip"
     try:
         cfg = pick(section(load_params(params), "data", params), KEYS, "data")
-        out.mkdir(parents=True, exist_ok=True)
-        dest = out / "dped.zip"
-        if cfg["source"] == "sample":
-            info = build_sample(cfg, dest, progress)
-        elif cfg["source"] == "dped":
-            info = fetch_dped(cfg, dest, downloads, progress)
-        elif cfg["source"] == "pirm":
-            info = fetch_pirm(cfg, dest, downloads, progress)
-        else:
+        builders = {"sample": build_sample, "dped": fetch_dped, "pirm": fetch_pirm}
+        if cfg["source"] not in builders:
             raise ParamsError("data.source must be 'sample', 'dped' or 'pirm', "
                               f"got {cfg['source']!r}")
-        info.update(describe(dest, cfg["phone"]))
+        # Validate first, replace last: the new archive is built beside the old one and takes
+        # its place only once its layout has been checked, so a failed run keeps a good
+        # data/raw/dped.zip.
+        with atomic_path(dest) as staging:
+            info = builders[cfg["source"]](cfg, staging, downloads, progress)
+            info.update(describe(staging, cfg["phone"]))
+        info["archive"] = str(dest)
         write_json(record, info)
     except (ParamsError, DownloadError, ArchiveError, UnsafeArchiveError, LayoutError, SplitError,
             FileNotFoundError, ValueError) as exc:  # ValueError: a malformed data.sha256 pin
@@ -59,11 +61,11 @@ def main(
                f"{info['full_size']} full-size photos (sha256 {info['sha256'][:12]}...)")
 
 
-def build_sample(cfg: dict, dest: Path, progress: bool) -> dict:
+def build_sample(cfg: dict, dest: Path, downloads: Path, progress: bool) -> dict:
     from tqdm import tqdm
 
-    from gan.data.fetch import sha256_of
     from gan.data.sample import write_sample_zip
+    from gan.fsio import sha256_of
 
     train, test = int(cfg["sample_train_pairs"]), int(cfg["sample_test_pairs"])
     if train < 1 or test < 1:
@@ -77,7 +79,8 @@ def build_sample(cfg: dict, dest: Path, progress: bool) -> dict:
 
 def fetch_dped(cfg: dict, dest: Path, downloads: Path, progress: bool) -> dict:
     from gan.data.archive import archive_kind, check_zip, to_zip
-    from gan.data.fetch import download, sha256_of
+    from gan.data.fetch import download
+    from gan.fsio import sha256_of
 
     pin = (cfg["sha256"] or "").strip().lower() or None
     if cfg["archive"]:
@@ -90,12 +93,14 @@ def fetch_dped(cfg: dict, dest: Path, downloads: Path, progress: bool) -> dict:
     urls = [str(u) for u in (cfg["urls"] or [])]
     fetched = download(urls, downloads / "dped", part_dir=downloads, sha256=pin,
                        retries=int(cfg["retries"]), progress=progress)
-    if archive_kind(fetched.path) == "zip":
-        check_zip(fetched.path)
-        os.replace(fetched.path, dest)  # same file system: no second copy of several GB
-    else:
-        to_zip(fetched.path, dest, progress=progress)
-        fetched.path.unlink()
+    try:
+        if archive_kind(fetched.path) == "zip":
+            check_zip(fetched.path)
+            os.replace(fetched.path, dest)  # same file system: no second copy of several GB
+        else:
+            to_zip(fetched.path, dest, progress=progress)
+    finally:  # accepted or refused (an unsafe or unreadable archive), it is not kept twice
+        fetched.path.unlink(missing_ok=True)
     return {"source": "dped", "origin": fetched.url, "sha256": fetched.sha256,
             "sha256_of": "archive"}
 
@@ -104,8 +109,9 @@ def fetch_pirm(cfg: dict, dest: Path, downloads: Path, progress: bool) -> dict:
     """PIRM 2018's DPED iPhone pairs (the ai-challenge repository, from data.pirm_urls or the
     copy at data.archive), split by PIRM index as data.pirm_train / data.pirm_test say."""
     from gan.data.archive import archive_kind, check_zip, to_zip
-    from gan.data.fetch import download, sha256_of
+    from gan.data.fetch import download
     from gan.data.pirm import PHONE, format_indices, normalise, parse_split
+    from gan.fsio import sha256_of
 
     if cfg["phone"] != PHONE:
         raise ParamsError(f"data.phone is {cfg['phone']!r}, but data.source: pirm has {PHONE} pairs "
@@ -148,7 +154,8 @@ def fetch_pirm(cfg: dict, dest: Path, downloads: Path, progress: bool) -> dict:
 def local_copy(archive: object, pin: str | None, what: str) -> tuple[Path, str | None]:
     """data.archive as a path that exists, and its sha256 when it is a file (checked against the
     pin); a folder has no digest of its own."""
-    from gan.data.fetch import DownloadError, sha256_of
+    from gan.data.fetch import DownloadError
+    from gan.fsio import sha256_of
 
     local = Path(os.path.expanduser(str(archive)))
     if not local.exists():

@@ -22,6 +22,7 @@ def main(
 
     from gan.data.dped import DpedSource, LayoutError, find_layout
     from gan.data.extract import ExtractConfig, extract, rows_table
+    from gan.fsio import atomic_folder
 
     try:
         all_params = load_params(params)
@@ -34,23 +35,29 @@ def main(
     except (ParamsError, LayoutError, FileNotFoundError, ValueError) as exc:
         fail(str(exc))
 
+    # Validate first, replace last: the patches are built in a staging folder beside `out`,
+    # which replaces it only when both splits kept pairs; a failed run keeps the good ones.
     total = sum(len(p) for p in layout.pairs.values())
-    with tqdm(total=total, unit="pair", desc="extract", disable=not progress) as bar:
-        summary = extract(raw, layout, out, cfg, workers=workers, on_progress=bar.update)
-
-    table = pd.DataFrame(rows_table(summary.rows))
-    write_text(out / "pairs.csv", table.to_csv(index=False))
-    report = summary.metrics()
+    with atomic_folder(out) as staging:
+        with tqdm(total=total, unit="pair", desc="extract", disable=not progress) as bar:
+            summary = extract(raw, layout, staging, cfg, workers=workers,
+                              on_progress=bar.update)
+        table = pd.DataFrame(rows_table(summary.rows)).to_csv(index=False)
+        report = summary.metrics()
+        for row in [r for r in summary.rows
+                    if r.reason.startswith(("unreadable", "missing", "wrong"))][:10]:
+            typer.secho(f"skipped {row.split} pair {row.index}: {row.reason}: {row.detail}",
+                        fg=typer.colors.YELLOW, err=True)
+        for name, why in summary.full_size_skipped.items():
+            typer.secho(f"skipped full-size photo {name}: {why}", fg=typer.colors.YELLOW, err=True)
+        if not summary.kept.get("train") or not summary.kept.get("test"):
+            rejected = out.with_name(out.name + ".rejected-pairs.csv")
+            write_text(rejected, table)
+            fail(f"no usable {'training' if not summary.kept.get('train') else 'test'} pairs "
+                 f"remain after extraction (dropped: {report['dropped']}); {out} was left as it "
+                 f"was; see {rejected}")
+        write_text(staging / "pairs.csv", table)
     write_json(metrics, report)
-
-    for row in [r for r in summary.rows if r.reason.startswith(("unreadable", "missing", "wrong"))][:10]:
-        typer.secho(f"skipped {row.split} pair {row.index}: {row.reason}: {row.detail}",
-                    fg=typer.colors.YELLOW, err=True)
-    for name, why in summary.full_size_skipped.items():
-        typer.secho(f"skipped full-size photo {name}: {why}", fg=typer.colors.YELLOW, err=True)
-    if not summary.kept.get("train") or not summary.kept.get("test"):
-        fail(f"no usable {'training' if not summary.kept.get('train') else 'test'} pairs remain "
-             f"after extraction (dropped: {report['dropped']}); see {out / 'pairs.csv'}")
     typer.echo(f"{out}: kept {report['kept']} of {report['pairs_read']} pairs "
                f"({report['pairs_per_s']} pairs/s on {report['workers']} workers); "
                f"dropped {sum(report['dropped'].values())}: "

@@ -9,6 +9,7 @@ import json
 import shutil
 import tarfile
 import threading
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from typer.testing import CliRunner
 from gan.data.dped import DpedSource, find_layout
 from gan.data.sample import write_sample_zip
 from stages.app import app
+from tests.conftest import temporaries
 
 
 def data_params(path: Path, **changes) -> Path:
@@ -163,3 +165,38 @@ def test_an_unknown_source_is_refused(tmp_path):
     result = run_download(tmp_path, source="flickr")
     assert result.exit_code == 1
     assert "data.source must be 'sample', 'dped' or 'pirm', got 'flickr'" in result.output
+
+
+def test_a_failed_download_keeps_the_good_archive(tmp_path, dped_zip):
+    assert run_download(tmp_path, source="dped", archive=str(dped_zip)).exit_code == 0
+    good = (tmp_path / "raw" / "dped.zip").read_bytes()
+    not_dped = tmp_path / "holiday-photos"
+    (not_dped / "2024").mkdir(parents=True)
+    (not_dped / "2024" / "beach.jpg").write_bytes(b"a photo")
+    result = run_download(tmp_path, source="dped", archive=str(not_dped))
+    assert result.exit_code == 1 and "no DPED training folder" in result.output
+    assert (tmp_path / "raw" / "dped.zip").read_bytes() == good
+    assert not temporaries(tmp_path / "raw")
+
+
+@pytest.fixture
+def slip_mirror(tmp_path):
+    """A mirror serving a zip whose member would write outside the extraction folder."""
+    served = tmp_path / "www"
+    served.mkdir()
+    with zipfile.ZipFile(served / "dped.zip", "w") as archive:
+        archive.writestr("dped/iphone/training_data/iphone/0.jpg", b"x")
+        archive.writestr("../../outside.txt", b"zip slip")
+    handler = functools.partial(_Handler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_refused_unsafe_download_is_not_left_in_downloads(tmp_path, slip_mirror):
+    result = run_download(tmp_path, source="dped", urls=[f"{slip_mirror}/dped.zip"])
+    assert result.exit_code == 1 and "outside.txt" in result.output
+    assert not (tmp_path / "raw" / "dped.zip").exists()
+    assert [p.name for p in (tmp_path / "downloads").rglob("*") if p.is_file()] == []

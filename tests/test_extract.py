@@ -10,7 +10,8 @@ from gan.data.dped import DpedSource, find_layout
 from gan.data.extract import ExtractConfig, extract
 from gan.data.sample import write_sample_zip
 from stages.app import app
-from tests.conftest import ROOT, extract_config, jpeg, shifted_pair, textured, write_dped_zip
+from tests.conftest import (ROOT, extract_config, jpeg, shifted_pair, temporaries, textured,
+                            write_dped_zip)
 
 
 def run_extract(archive, out, workers=2, **cfg):
@@ -146,6 +147,25 @@ def test_stage_fails_when_nothing_usable_remains(tmp_path):
                                       str(tmp_path / "m.json"), "--no-progress"])
     assert result.exit_code == 1
     assert "no usable training pairs" in result.output
+
+
+def test_a_failed_run_keeps_the_good_patches_and_metrics(damaged_zip, tmp_path):
+    params = write_params(tmp_path / "params.yaml")
+    out, metrics = tmp_path / "patches", tmp_path / "extract.json"
+    args = ["extract", "--params", str(params), "--out", str(out), "--metrics", str(metrics),
+            "--no-progress"]
+    assert CliRunner().invoke(app, [*args, "--raw", str(damaged_zip)]).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    good_metrics = metrics.read_text()
+    junk = write_dped_zip(tmp_path / "junk.zip", {  # a zip of non-JPEGs in the DPED layout
+        f"{folder}/{side}/{k}.jpg": b"not a jpeg" for k in range(3) for side in ("iphone", "canon")
+        for folder in ("training_data", "test_data/patches")})
+    result = CliRunner().invoke(app, [*args, "--raw", str(junk)])
+    assert result.exit_code == 1 and "was left as it was" in result.output
+    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert metrics.read_text() == good_metrics
+    assert "unreadable_phone" in (tmp_path / "patches.rejected-pairs.csv").read_text()
+    assert not temporaries(tmp_path) and not list(tmp_path.glob(".*"))
 
 
 def test_stage_refuses_a_shift_the_margin_cannot_hold(damaged_zip, tmp_path):
