@@ -9,13 +9,14 @@ tries to is refused by ``weights_only=True``.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from gan.fsio import atomic_path
+from gan.fsio import write_bytes
 
 FORMAT = "ppe-gan generator"
 VERSION = 1
@@ -39,9 +40,12 @@ def save_generator(path: Path, generator: nn.Module, provenance: dict[str, Any])
 
 
 def atomic_torch_save(payload: Any, path: Path) -> None:
-    """``torch.save``, atomically (gan.fsio): a crash never leaves half a checkpoint."""
-    with atomic_path(path) as temporary:
-        torch.save(payload, temporary)
+    """``torch.save``, atomically (gan.fsio): a crash never leaves half a checkpoint. The
+    payload is serialised in memory first (a few MB): torch's own file writer turns a full disk
+    into a C++ error that names no file; Python's write gives the plain OSError gan.fsio reports."""
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    write_bytes(path, buffer.getbuffer())
 
 
 def read_generator(path: Path) -> dict[str, Any]:

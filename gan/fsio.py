@@ -10,7 +10,9 @@ target is untouched.
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
 import os
 import secrets
 import shutil
@@ -22,6 +24,32 @@ from typing import IO
 import numpy as np
 
 TEMPORARY_SUFFIX = ".tmp"
+# OS errors that can only mean the write itself failed: a full disk or quota, a file size
+# limit, a read-only file system. They are reported as one line naming the file being written.
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
+_REASONS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+            errno.EFBIG: "the file size limit was reached", errno.EROFS: "read-only file system"}
+
+
+class WriteError(OSError):
+    """A file could not be written; ``str()`` is one line naming it and the reason. Whatever
+    was being written is gone (the temporary removed) and the previous file is untouched."""
+
+    def __init__(self, path: Path | str, cause: OSError):
+        reason = _REASONS.get(cause.errno, cause.strerror or str(cause))
+        super().__init__(cause.errno, f"{path}: cannot write: {reason}")
+        self.path = Path(path)
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+def as_write_error(path: Path | str, error: OSError) -> OSError:
+    """``error`` as a WriteError naming ``path`` when it is a failed write (WRITE_ERRNOS), else
+    as it is (a missing input, a permission problem: the caller's to explain)."""
+    if isinstance(error, WriteError) or error.errno not in WRITE_ERRNOS:
+        return error
+    return WriteError(path, error)
 
 
 def temporary_name(path: Path) -> Path:
@@ -60,6 +88,12 @@ def atomic_path(path: Path | str, make_folders: bool = True) -> Iterator[Path]:
     try:
         yield target.temporary
         target.commit()
+    except OSError as error:
+        target.discard()
+        translated = as_write_error(target.path, error)
+        if translated is error:
+            raise
+        raise translated from error
     except BaseException:
         target.discard()
         raise
@@ -112,9 +146,12 @@ def atomic_folder(path: Path | str) -> Iterator[Path]:
 
 
 def write_npy(path: Path | str, array: np.ndarray) -> None:
-    """``np.save``, atomically."""
-    with atomic_open(path, "wb") as handle:
-        np.save(handle, array)
+    """``np.save``, atomically, for arrays that fit in memory twice (large ones stream through
+    gan.data.npyio). Serialised in memory first: on a real file numpy writes with
+    ``ndarray.tofile``, whose full-disk error carries no errno to report."""
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    write_bytes(path, buffer.getbuffer())
 
 
 def sha256_of(path: Path | str, chunk: int = 1 << 20) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +12,8 @@ import yaml
 
 from gan.fsio import write_bytes, write_text
 
-__all__ = ["PARAMS", "ParamsError", "fail", "load_params", "pick", "section", "write_bytes", "write_json",
-           "write_text"]
+__all__ = ["PARAMS", "ParamsError", "fail", "load_params", "pick", "reports_write_errors",
+           "section", "write_bytes", "write_json", "write_text"]
 
 PARAMS = Path("params.yaml")
 
@@ -63,3 +65,22 @@ def fail(message: str) -> None:
 
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(1)
+
+
+def reports_write_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a stage command so that a failed write (full disk, quota, file size limit,
+    read-only file system) ends in one line naming the file and the reason, exit code 1, not a
+    traceback. What was half-written is already gone: every output goes through gan.fsio."""
+    @functools.wraps(command)  # Typer reads the wrapped signature and docstring
+    def command_reporting_write_errors(*args: Any, **kwargs: Any) -> Any:
+        from gan.fsio import WRITE_ERRNOS, WriteError
+
+        try:
+            return command(*args, **kwargs)
+        except OSError as error:
+            if isinstance(error, WriteError):
+                fail(str(error))
+            if error.errno not in WRITE_ERRNOS:
+                raise
+            fail(f"{error.filename or 'an output file'}: cannot write: {error.strerror}")
+    return command_reporting_write_errors

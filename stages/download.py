@@ -14,13 +14,15 @@ from pathlib import Path
 
 import typer
 
-from stages.common import PARAMS, ParamsError, fail, load_params, pick, section, write_json
+from stages.common import (PARAMS, ParamsError, fail, load_params, pick, reports_write_errors,
+                           section, write_json)
 
 KEYS = ("source", "phone", "urls", "sha256", "archive", "retries", "seed", "sample_train_pairs",
         "sample_test_pairs", "pirm_urls", "pirm_train", "pirm_test")
 SAMPLE_ORIGIN = "scikit-image bundled photos through a simulated phone camera (gan/data/sample.py)"
 
 
+@reports_write_errors
 def main(
     params: Path = typer.Option(PARAMS, help="params file (reads its data section)"),
     out: Path = typer.Option(Path("data/raw"), help="output folder (a DVC out)"),

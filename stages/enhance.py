@@ -24,6 +24,7 @@ import typer
 from gan.deploy.inference import DEFAULT_OVERLAP, DEFAULT_TILE
 from gan.deploy.photo_io import DEFAULT_MAX_PIXELS, SUFFIXES
 from gan.deploy.pretrained import DEFAULT_MODEL
+from stages.common import reports_write_errors
 
 
 class EnhanceMethod(str, Enum):
@@ -52,6 +53,7 @@ class Outcome:
         return self.result.startswith("error")
 
 
+@reports_write_errors
 def main(
     inputs: list[str] = typer.Argument(..., metavar="INPUT...",
                                        help="photos, folders or glob patterns"),

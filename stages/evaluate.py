@@ -13,13 +13,14 @@ from pathlib import Path
 
 import typer
 
-from stages.common import (PARAMS, ParamsError, fail, load_params, pick, section, write_json,
-                           write_text)
+from stages.common import (PARAMS, ParamsError, fail, load_params, pick, reports_write_errors,
+                           section, write_json, write_text)
 
 KEYS = ("extra_models", "device", "batch_size", "saved_patches", "saved_photos",
         "clhe_white_balance")
 
 
+@reports_write_errors
 def main(
     params: Path = typer.Option(PARAMS, help="params file (reads data.phone and evaluate)"),
     patches: Path = typer.Option(Path("data/patches"), help="aligned patches (extract stage)"),

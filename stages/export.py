@@ -21,7 +21,7 @@ from pathlib import Path
 
 import typer
 
-from stages.common import fail
+from stages.common import fail, reports_write_errors
 
 # An odd size (the padding path), then another batch size and a multiple of 8 (no padding):
 # one file passing both has dynamic batch, height and width.
@@ -37,6 +37,7 @@ class Format(str, Enum):
     onnx = "onnx"
 
 
+@reports_write_errors
 def main(
     model: str = typer.Option("models/generator.pt", help="trained generator checkpoint, or a "
                               "registered name such as iphone-dped-mini"),

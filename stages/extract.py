@@ -6,9 +6,10 @@ from pathlib import Path
 
 import typer
 
-from stages.common import (PARAMS, ParamsError, fail, load_params, pick, section, write_json,
-                           write_text)
+from stages.common import (PARAMS, ParamsError, fail, load_params, pick, reports_write_errors,
+                           section, write_json, write_text)
 
+@reports_write_errors
 def main(
     params: Path = typer.Option(PARAMS, help="params file (reads data.phone and extract)"),
     raw: Path = typer.Option(Path("data/raw/dped.zip"), help="DPED-layout zip or folder"),

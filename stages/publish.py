@@ -15,7 +15,10 @@ from pathlib import Path
 
 import typer
 
+from stages.common import reports_write_errors
 
+
+@reports_write_errors
 def main(
     model: Path = typer.Option(..., help="trained generator checkpoint (the train stage's)"),
     name: str = typer.Option(..., help="registered name, e.g. iphone-dped-mini"),

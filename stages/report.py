@@ -8,8 +8,8 @@ from pathlib import Path
 
 import typer
 
-from stages.common import (PARAMS, ParamsError, fail, load_params, pick, section, write_bytes,
-                           write_text)
+from stages.common import (PARAMS, ParamsError, fail, load_params, pick, reports_write_errors,
+                           section, write_bytes, write_text)
 
 KEYS = ("patches", "crop", "dpi")
 FIGURES = {  # file name -> caption (the paper's figure it mirrors)
@@ -22,6 +22,7 @@ FIGURES = {  # file name -> caption (the paper's figure it mirrors)
 }
 
 
+@reports_write_errors
 def main(
     params: Path = typer.Option(PARAMS, help="params file (reads report)"),
     eval_dir: Path = typer.Option(Path("data/eval"), help="enhanced samples (evaluate stage)"),

@@ -18,9 +18,11 @@ from typing import Any
 
 import typer
 
-from stages.common import PARAMS, ParamsError, fail, load_params, write_json, write_text
+from stages.common import (PARAMS, ParamsError, fail, load_params, reports_write_errors,
+                           write_json, write_text)
 
 
+@reports_write_errors
 def main(
     params: Path = typer.Option(PARAMS, help="params file (reads model, loss, train)"),
     data: Path = typer.Option(Path("data/patches"), help="patch arrays of the extract stage"),

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 
 import pytest
 
-from gan.fsio import AtomicTarget, atomic_open, atomic_path, sha256_of, write_bytes, write_text
+from gan.fsio import (AtomicTarget, WriteError, as_write_error, atomic_open, atomic_path, sha256_of,
+                      write_bytes, write_text)
 from tests.conftest import temporaries
 
 
@@ -78,3 +80,24 @@ def test_sha256_of_reads_in_chunks(tmp_path):
     payload = bytes(range(256)) * 1000
     (tmp_path / "f").write_bytes(payload)
     assert sha256_of(tmp_path / "f", chunk=1000) == hashlib.sha256(payload).hexdigest()
+
+
+def test_a_full_disk_is_one_line_naming_the_target_and_leaves_nothing(tmp_path):
+    target = tmp_path / "model.pt"
+    target.write_bytes(b"good")
+    with pytest.raises(WriteError) as caught:
+        with atomic_path(target) as temporary:
+            temporary.write_bytes(b"half")
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert str(caught.value) == f"{target}: cannot write: no space left on the device"
+    assert caught.value.errno == errno.ENOSPC and caught.value.path == target
+    assert target.read_bytes() == b"good" and not temporaries(tmp_path)
+
+
+def test_other_os_errors_pass_through_unchanged(tmp_path):
+    missing = FileNotFoundError(errno.ENOENT, "No such file", "input.jpg")
+    with pytest.raises(FileNotFoundError) as caught:
+        with atomic_path(tmp_path / "out.bin"):
+            raise missing
+    assert caught.value is missing and not temporaries(tmp_path)
+    assert as_write_error(tmp_path / "x", missing) is missing

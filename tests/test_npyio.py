@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from gan.data.npyio import NpyAppender
+from gan.fsio import WriteError
 from tests.conftest import temporaries
 
 
@@ -68,6 +69,6 @@ def test_a_failure_while_finishing_leaves_no_file(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(writer._target, "commit", full_disk)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(WriteError, match=r"f\.npy: cannot write: no space left on the device"):
         writer.close()
     assert path.read_bytes() == b"the previous array" and not temporaries(tmp_path)

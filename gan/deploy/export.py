@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import importlib
+import io
 import json
 import warnings
 from collections.abc import Iterator
@@ -39,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gan.fsio import atomic_path
+from gan.fsio import atomic_path, write_bytes
 from gan.networks import GENERATORS, size_multiple
 
 FORMATS = ("torchscript", "onnx")
@@ -144,8 +145,9 @@ def export_torchscript(generator: nn.Module, path: Path) -> Path:
         with torch.no_grad():
             traced = torch.jit.trace(wrapper, example, check_trace=False)
         extra = {"ppe-gan.json": json.dumps(metadata(module), indent=2)}
-        with atomic_path(path) as tmp:
-            torch.jit.save(traced, str(tmp), _extra_files=extra)
+        buffer = io.BytesIO()  # in memory first: torch's file writer aborts on a full disk
+        torch.jit.save(traced, buffer, _extra_files=extra)
+        write_bytes(path, buffer.getbuffer())
     return Path(path)
 
 

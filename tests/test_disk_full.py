@@ -1,0 +1,137 @@
+"""A full disk: each stage names the file it could not write and says "no space left", exits
+non-zero without a traceback, and leaves no temporary or half-written file behind.
+
+Two ways to fill the disk: a fault-injecting writer (gan.fsio's ``open`` replaced by one whose
+writes fail with ENOSPC once a small budget is spent), which runs everywhere; and a real tiny
+tmpfs in a private mount namespace (``unshare -rm``), where the machine allows one.
+"""
+
+from __future__ import annotations
+
+import errno
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+import gan.fsio
+from stages.app import app
+from tests.conftest import temporaries
+from tests.test_evaluate_report import evaluate_args, report_args, workspace  # noqa: F401
+
+NO_SPACE = "cannot write: no space left on the device"
+
+
+def train_args(root: Path, out: Path) -> list[str]:
+    """A two-step run of a tiny network, its outputs under ``out``."""
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["model"].update(depth=1, base_width=8, growth_rate=4, layers_per_block=2, d_width=8,
+                           d_layers=2)
+    params["train"].update(steps=2, batch_size=2, val_patches=4, log_every=1, val_every=2,
+                           checkpoint_every=1, device="cpu")
+    (root / "tiny-train.yaml").write_text(yaml.safe_dump(params))
+    return ["train", "--params", str(root / "tiny-train.yaml"), "--data",
+            str(root / "data" / "patches"), "--model", str(out / "generator.pt"),
+            "--checkpoint", str(out / "checkpoints" / "last.pt"), "--metrics",
+            str(out / "train.json"), "--curves", str(out / "curves"), "--no-progress"]
+
+
+def with_outputs_in(args: list[str], options: dict[str, Path]) -> list[str]:
+    args = list(args)
+    for option, path in options.items():
+        args[args.index(option) + 1] = str(path)
+    return args
+
+
+def commands(root: Path, out: Path) -> dict[str, list[str]]:
+    return {
+        "export": ["export", "--model", str(root / "models" / "generator.pt"), "--out",
+                   str(out / "generator.ts"), "--no-check"],
+        "train": train_args(root, out),
+        "evaluate": with_outputs_in(evaluate_args(root), {
+            "--out": out / "eval", "--metrics": out / "eval.json",
+            "--per-patch": out / "eval_per_patch.csv"}),
+        "report": with_outputs_in(report_args(root), {
+            "--figures": out / "figures", "--html-out": out / "report.html"}),
+    }
+
+
+@pytest.fixture
+def evaluated(workspace):  # noqa: F811 (the fixture imported above)
+    """The workspace with evaluate's outputs, which report reads."""
+    if not (workspace / "metrics" / "eval.json").exists():
+        assert CliRunner().invoke(app, evaluate_args(workspace)).exit_code == 0
+    return workspace
+
+
+class _FillingFile:
+    """A binary file whose writes fail with ENOSPC once ``budget`` bytes have been written."""
+
+    def __init__(self, handle, budget: list[int]):
+        self._handle, self._budget = handle, budget
+
+    def write(self, data) -> int:
+        size = len(memoryview(data).cast("B")) if not isinstance(data, str) else len(data)
+        if size > self._budget[0]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self._budget[0] -= size
+        return self._handle.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self._handle, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._handle.close()
+
+
+@pytest.mark.parametrize("stage", ["export", "train", "evaluate", "report"])
+def test_a_full_disk_is_one_line_naming_the_file_and_nothing_is_left(evaluated, tmp_path,
+                                                                       monkeypatch, stage):
+    out = tmp_path / "out"
+    budget = [2_000]  # bytes the "disk" still takes, over all files
+
+    def filling_open(path, mode="r", *args, **kwargs):
+        return _FillingFile(open(path, mode, *args, **kwargs), budget)
+
+    monkeypatch.setattr(gan.fsio, "open", filling_open, raising=False)
+    result = CliRunner().invoke(app, commands(evaluated, out)[stage])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and NO_SPACE in result.output
+    error = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and str(out) in error[0], result.output
+    assert not temporaries(tmp_path)
+    assert not [p for p in out.rglob("*") if p.is_file() and p.stat().st_size == 0]
+
+
+def _tmpfs_available() -> bool:
+    if shutil.which("unshare") is None or not sys.platform.startswith("linux"):
+        return False
+    probe = subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
+                           capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _tmpfs_available(), reason="no unprivileged tmpfs mount on this machine")
+@pytest.mark.parametrize("stage", ["export", "train", "evaluate", "report"])
+def test_a_real_full_tmpfs(evaluated, tmp_path, stage):
+    out = tmp_path / "mnt"
+    out.mkdir()
+    args = " ".join(f"'{a}'" for a in commands(evaluated, out)[stage])
+    script = (f"mount -t tmpfs -o size=32k tmpfs '{out}' && {sys.executable} -m stages {args}; "
+              f"code=$?; echo LEFT; find '{out}' -type f -printf '%s %f\\n'; exit $code")
+    proc = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True,
+                          cwd=evaluated)
+    output, left = (proc.stdout + proc.stderr), proc.stdout.split("LEFT", 1)[-1].split()
+    assert proc.returncode == 1, output
+    assert "Traceback" not in output and NO_SPACE in output, output
+    sizes, names = left[0::2], left[1::2]
+    assert not [n for n in names if n.endswith(".tmp")], left
+    assert "0" not in sizes, left  # no 0-byte outputs
