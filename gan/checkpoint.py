@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from gan.errors import first_line
 from gan.fsio import write_bytes
 
 FORMAT = "ppe-gan generator"
@@ -58,7 +59,7 @@ def read_generator(path: Path) -> dict[str, Any]:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # the unpickler raises many types; all mean "not loadable safely"
         raise CheckpointError(f"{path}: cannot be loaded as a safe (weights-only) checkpoint: "
-                              f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+                              f"{type(exc).__name__}: {first_line(exc)}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a {FORMAT} checkpoint (no 'format': '{FORMAT}' entry)")
     missing = [k for k in ("kind", "config", "state_dict") if k not in payload]
@@ -77,5 +78,5 @@ def load_generator(path: Path, device: str | torch.device = "cpu") -> nn.Module:
         generator.load_state_dict(payload["state_dict"])
     except (ValueError, RuntimeError, KeyError) as exc:
         raise CheckpointError(f"{path}: the weights do not fit a {payload['kind']} generator: "
-                              f"{str(exc).splitlines()[0][:300]}") from None
+                              f"{first_line(exc, 300)}") from None
     return generator.to(device).eval()

@@ -14,6 +14,7 @@ import errno
 import hashlib
 import io
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Iterator
@@ -53,8 +54,43 @@ def as_write_error(path: Path | str, error: OSError) -> OSError:
 
 
 def temporary_name(path: Path) -> Path:
-    """A hidden name beside ``path`` that no other writer uses: ``.<name>.<random>.tmp``."""
-    return path.with_name(f".{path.name}.{secrets.token_hex(6)}{TEMPORARY_SUFFIX}")
+    """A hidden name beside ``path`` that no other writer uses: ``.<name>.<pid>-<random>.tmp``
+    (the writer's process id lets a later run tell a killed writer's leftover from a live one's
+    work in progress: remove_stale_temporaries)."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(6)}{TEMPORARY_SUFFIX}")
+
+
+_TEMPORARY = re.compile(r"^\..+\.(?P<pid>\d+)-[0-9a-f]{12}" + re.escape(TEMPORARY_SUFFIX) + "$")
+
+
+def remove_stale_temporaries(folder: Path | str) -> list[Path]:
+    """Delete the temporaries in ``folder`` whose writer is gone: a process killed outright
+    (SIGKILL, power loss) cannot run the clean-up of atomic_path. A temporary of a process that
+    still runs on this machine is another run's work in progress and is left alone. Returns
+    what was removed."""
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return removed
+    for entry in entries:
+        match = _TEMPORARY.match(entry.name)
+        if match and entry.is_file(follow_symlinks=False) and not _alive(int(match["pid"])):
+            Path(entry.path).unlink(missing_ok=True)
+            removed.append(Path(entry.path))
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
 
 
 class AtomicTarget:
@@ -67,10 +103,16 @@ class AtomicTarget:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self.temporary = temporary_name(self.path)
 
-    def commit(self) -> Path:
-        """Sync the temporary to the disk and rename it over the target."""
+    def commit(self, exclusive: bool = False) -> Path:
+        """Sync the temporary to the disk and rename it over the target. ``exclusive``: never
+        replace an existing target (FileExistsError instead), decided by the file system at
+        the moment the file appears, so two writers racing for one name cannot both win."""
         _fsync_file(self.temporary)
-        os.replace(self.temporary, self.path)
+        if exclusive:
+            _link_exclusively(self.temporary, self.path)
+            self.temporary.unlink()
+        else:
+            os.replace(self.temporary, self.path)
         _fsync_folder(self.path.parent)
         return self.path
 
@@ -79,15 +121,17 @@ class AtomicTarget:
 
 
 @contextmanager
-def atomic_path(path: Path | str, make_folders: bool = True) -> Iterator[Path]:
+def atomic_path(path: Path | str, make_folders: bool = True,
+                exclusive: bool = False) -> Iterator[Path]:
     """Yield a temporary path to write ``path``'s new content to (with any writer that takes a
     file name: ``torch.save``, ``zipfile``, an exporter); when the block succeeds the file is
     synced and renamed to ``path``. Missing parent folders are created unless
-    ``make_folders`` is false (then a missing folder is the writer's error to report)."""
+    ``make_folders`` is false (then a missing folder is the writer's error to report).
+    ``exclusive``: fail with FileExistsError rather than replace an existing ``path``."""
     target = AtomicTarget(path, make_folders)
     try:
         yield target.temporary
-        target.commit()
+        target.commit(exclusive)
     except OSError as error:
         target.discard()
         translated = as_write_error(target.path, error)
@@ -161,6 +205,22 @@ def sha256_of(path: Path | str, chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _link_exclusively(source: Path, target: Path) -> None:
+    """Give ``source``'s complete content the name ``target`` only if no file has it: a hard
+    link fails with EEXIST atomically. File systems without hard links get a create-exclusive
+    placeholder, which the rename then fills (the check and the claim are one system call)."""
+    try:
+        os.link(source, target)
+        return
+    except FileExistsError:
+        raise
+    except OSError as error:
+        if error.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS):
+            raise
+    os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    os.replace(source, target)
 
 
 def _fsync_file(path: Path) -> None:

@@ -29,6 +29,7 @@ from torch import nn
 
 from gan.checkpoint import atomic_torch_save
 from gan.data.patches import PatchPairs
+from gan.errors import first_line
 from gan.losses import GeneratorLoss, LossWeights, adversarial_d_loss
 from gan.metrics import mean_finite, ms_ssim, psnr
 from gan.networks import GENERATORS, build_discriminator, build_generator
@@ -455,7 +456,7 @@ class Trainer:
             if not isinstance(state, dict) or "step" not in state:
                 raise ValueError("not a training checkpoint of this project")
         except Exception as exc:  # truncated, garbage, foreign: all mean "cannot continue it"
-            reason = f"cannot be read ({type(exc).__name__}: {_first_line(exc)})"
+            reason = f"cannot be read ({type(exc).__name__}: {first_line(exc)})"
             return self._set_aside(reason, "")
         if state.get("fingerprint") != self.spec.fingerprint():
             return self._set_aside("was made with other settings or data", _differences(
@@ -556,9 +557,6 @@ def _dated_name(path: Path) -> Path:
     return candidate
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:200] if lines else "no message"
 
 
 def _mean(rows: list[dict[str, float]]) -> dict[str, float]:

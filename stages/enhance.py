@@ -176,7 +176,14 @@ def run_jobs(jobs: list[Job], enhance, force: bool, quality: int, max_pixels: in
     from tqdm import tqdm
 
     from gan.deploy.photo_io import PhotoError, read_photo, write_photo
+    from gan.errors import first_line
+    from gan.fsio import remove_stale_temporaries
 
+    for folder in sorted({job.target.parent for job in jobs if not job.problem}):
+        removed = remove_stale_temporaries(folder)
+        if removed:
+            typer.secho(f"{folder}: removed {len(removed)} temporary file(s) that a killed run "
+                        "left behind", fg=typer.colors.YELLOW, err=True)
     outcomes: list[Outcome] = []
     bar = tqdm(jobs, desc="photos", unit="photo", disable=not progress)
     try:
@@ -203,7 +210,8 @@ def run_jobs(jobs: list[Job], enhance, force: bool, quality: int, max_pixels: in
                 job.target.parent.mkdir(parents=True, exist_ok=True)
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
-                    write_photo(job.target, enhanced, like=photo, quality=quality)
+                    write_photo(job.target, enhanced, like=photo, quality=quality,
+                                overwrite=force)
                 # e.g. an alpha channel a JPEG cannot hold: the photo is written, the user told
                 notes = "; ".join(str(w.message) for w in caught)
                 outcome.result = f"ok ({notes})" if notes else "ok"
@@ -211,7 +219,7 @@ def run_jobs(jobs: list[Job], enhance, force: bool, quality: int, max_pixels: in
                 outcome.result = f"error: {exc}"
             except (MemoryError, RuntimeError) as exc:  # e.g. out of memory in a tile
                 outcome.result = (f"error: {job.label}: {type(exc).__name__}: "
-                                  f"{str(exc).splitlines()[0][:200]} (try a smaller --tile)")
+                                  f"{first_line(exc)} (try a smaller --tile)")
             except OSError as exc:
                 outcome.result = f"error: {job.target}: cannot write: {exc.strerror or exc}"
             outcome.seconds = time.perf_counter() - began

@@ -90,3 +90,11 @@ def test_not_a_zip_is_a_clear_error(tmp_path):
         DpedSource(bogus)
     with pytest.raises(FileNotFoundError):
         DpedSource(tmp_path / "absent.zip")
+
+
+def test_an_undecodable_patch_is_explained_without_an_anonymous_buffer():
+    from gan.data.dped import decode_patch
+
+    with pytest.raises(ValueError) as caught:
+        decode_patch(b"this is not an image")
+    assert "BytesIO" not in str(caught.value) and "not a JPEG" in str(caught.value)

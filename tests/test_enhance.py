@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -226,3 +228,38 @@ def test_the_console_command_is_installed():
     assert command, "the `enhance` console command is not installed (pip install -e .)"
     done = subprocess.run([command, "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "--tile" in done.stdout and "--method" in done.stdout
+
+
+def test_a_file_another_run_creates_meanwhile_is_not_overwritten(model, photos, tmp_path,
+                                                                  monkeypatch):
+    """Two runs into one folder: the check that the output does not exist comes before the
+    enhancing; the other run's file appearing in between must still win (exclusive create)."""
+    from gan.deploy import photo_io
+
+    out = tmp_path / "out"
+    real_encode = photo_io._encode
+
+    def encode_while_another_run_finishes(fh, *args):
+        (out / "a.jpg").write_bytes(b"the other run's photo")
+        return real_encode(fh, *args)
+
+    monkeypatch.setattr(photo_io, "_encode", encode_while_another_run_finishes)
+    code, output = enhance(str(photos / "a.jpg"), "-o", str(out), "--model", str(model))
+    assert code == 1 and "already exists" in output and "--force" in output
+    assert (out / "a.jpg").read_bytes() == b"the other run's photo"
+    assert leftovers(out) == []
+
+
+def test_a_killed_runs_temporary_is_cleaned_and_a_live_ones_is_not(model, photos, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    killed = out / f".a.jpg.{int(dead.stdout)}-0123456789ab.tmp"
+    killed.write_bytes(b"half a JPEG")
+    live = out / f".b.jpg.{os.getppid()}-0123456789ab.tmp"  # a process that still runs
+    live.write_bytes(b"another run's work in progress")
+    code, output = enhance(str(photos / "a.jpg"), "-o", str(out), "--model", str(model))
+    assert code == 0, output
+    assert "removed 1 temporary file(s) that a killed run left behind" in output
+    assert not killed.exists() and live.exists()

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import subprocess
+import sys
 
 import pytest
 
-from gan.fsio import (AtomicTarget, WriteError, as_write_error, atomic_open, atomic_path, sha256_of,
-                      write_bytes, write_text)
+from gan.fsio import (AtomicTarget, WriteError, as_write_error, atomic_open, atomic_path,
+                      remove_stale_temporaries, sha256_of, temporary_name, write_bytes,
+                      write_text)
 from tests.conftest import temporaries
 
 
@@ -101,3 +104,28 @@ def test_other_os_errors_pass_through_unchanged(tmp_path):
             raise missing
     assert caught.value is missing and not temporaries(tmp_path)
     assert as_write_error(tmp_path / "x", missing) is missing
+
+
+def test_an_exclusive_write_never_replaces_a_file_that_appeared_meanwhile(tmp_path):
+    target = tmp_path / "photo.jpg"
+    with pytest.raises(FileExistsError):
+        with atomic_path(target, exclusive=True) as temporary:
+            temporary.write_bytes(b"ours")
+            target.write_bytes(b"theirs")  # another writer got there first
+    assert target.read_bytes() == b"theirs" and not temporaries(tmp_path)
+    with atomic_path(tmp_path / "new.jpg", exclusive=True) as temporary:
+        temporary.write_bytes(b"ours")
+    assert (tmp_path / "new.jpg").read_bytes() == b"ours" and not temporaries(tmp_path)
+
+
+def test_only_temporaries_of_writers_that_are_gone_are_removed(tmp_path):
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    stale = tmp_path / f".out.npy.{int(gone.stdout)}-aaaaaaaaaaaa.tmp"
+    mine = temporary_name(tmp_path / "out.npy")
+    unrelated = tmp_path / ".hidden-but-not-ours.tmp"
+    for path in (stale, mine, unrelated):
+        path.write_bytes(b"x")
+    assert remove_stale_temporaries(tmp_path) == [stale]
+    assert mine.exists() and unrelated.exists()
+    assert remove_stale_temporaries(tmp_path / "missing") == []

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import simplejpeg
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 PHONES = ("iphone", "blackberry", "sony")
 DSLR = "canon"
@@ -223,5 +223,8 @@ def decode_patch(data: bytes) -> np.ndarray:
             im.load()  # decode now: a truncated file fails here, not later
             rgb = im if im.mode == "RGB" else im.convert("RGB")
             return np.asarray(rgb)
+    except UnidentifiedImageError:  # its message names an anonymous BytesIO: say what it means
+        raise ValueError("not a JPEG, nor any image format Pillow reads (or a damaged one)") \
+            from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ValueError(str(exc) or type(exc).__name__) from None

@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gan.errors import first_line
 from gan.fsio import atomic_path, write_bytes
 from gan.networks import GENERATORS, size_multiple
 
@@ -179,7 +180,7 @@ def export_onnx(generator: nn.Module, path: Path, opset: int = OPSET) -> Path:
                 dynamic_shapes={INPUT_NAME: axes}, external_data=False, verbose=False)
     except Exception as exc:  # torch.export and the translation raise many types
         raise ExportError(f"ONNX export of the {module.kind} generator failed: "
-                          f"{type(exc).__name__}: {_first_line(exc)}") from exc
+                          f"{type(exc).__name__}: {first_line(exc, 300)}") from exc
     program.model.metadata_props.update(metadata(module))
     with atomic_path(path) as tmp:
         program.save(tmp, external_data=False)
@@ -268,6 +269,3 @@ def require_onnx(*packages: str, task: str) -> None:
                           f"are not installed; install them with: {INSTALL_HINT}")
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = [line for line in str(exc).splitlines() if line.strip()]
-    return lines[0][:300] if lines else "(no message)"

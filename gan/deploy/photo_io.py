@@ -613,10 +613,10 @@ def _output_icc(icc: bytes | None, fmt: str, gray: bool) -> bytes | None:
 
 
 @contextlib.contextmanager
-def _atomic_output(path: Path) -> Iterator[IO[bytes]]:
+def _atomic_output(path: Path, overwrite: bool = True) -> Iterator[IO[bytes]]:
     """A file to write ``path``'s content to; it replaces ``path`` only if the body succeeds
     (gan.fsio). The folder must exist: a photo is never written to a folder made by mistake."""
-    with atomic_path(path, make_folders=False) as temporary:
+    with atomic_path(path, make_folders=False, exclusive=not overwrite) as temporary:
         try:
             fh = open(temporary, "x+b")  # x: exclusive creation, never someone else's file
         except OSError as exc:
@@ -750,14 +750,17 @@ def _encode(fh: IO[bytes], pixels: np.ndarray, fmt: str, icc: bytes | None, exif
         _save_pillow(fh, pixels, fmt, icc, exif, quality)
 
 
-def write_photo(path: Path, rgb: np.ndarray, like: Photo, quality: int = 95) -> None:
+def write_photo(path: Path, rgb: np.ndarray, like: Photo, quality: int = 95,
+                overwrite: bool = True) -> None:
     """Write enhanced ``rgb`` ((H, W, 3) float, clipped to [0, 1]) as ``like`` was read.
 
     The format follows the suffix. Kept where the format allows: bit depth (16 for PNG/TIFF),
     grayscale (as ITU-R 601 luma), alpha (PNG, TIFF, WebP; dropped with a warning for JPEG and
     BMP), the ICC profile and the EXIF (JPEG, PNG, TIFF, WebP). ``quality`` (1-100) applies to
     JPEG and WebP; PNG and TIFF are lossless. Atomic: ``path`` is replaced only by a complete
-    file. Raises PhotoError, naming the file, when it cannot be written.
+    file; with ``overwrite=False`` an existing ``path`` is never replaced, even one that another
+    process creates while this one encodes. Raises PhotoError, naming the file, when it cannot
+    be written.
     """
     path = Path(path)
     fmt = output_format(path)
@@ -783,10 +786,13 @@ def write_photo(path: Path, rgb: np.ndarray, like: Photo, quality: int = 95) -> 
                       f"{_JPEG_MAX_EXIF}-byte segment; it is not carried", stacklevel=2)
         exif = None
     try:
-        with _atomic_output(path) as fh:
+        with _atomic_output(path, overwrite) as fh:
             _encode(fh, pixels, fmt, icc, exif, quality)
     except PhotoError:
         raise
+    except FileExistsError as exc:
+        raise _fail(path, "it already exists (written meanwhile by another run?); pass --force "
+                          "to overwrite it") from exc
     except OSError as exc:  # disk full, the path is a folder, ...
         raise _fail(path, f"cannot write it: {_os_problem(exc)}") from exc
     except (ValueError, RuntimeError, struct.error) as exc:  # an encoder refusing the image
