@@ -1,0 +1,59 @@
+"""A model file that is empty, truncated or garbage: every command that loads one names the file
+and says what is wrong, in one line, exit code 1 (the error handler itself once crashed on an
+empty file's message-less error)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from gan.checkpoint import save_generator
+from gan.networks import build_generator
+from stages.app import app
+from tests.test_evaluate_report import evaluate_args, workspace  # noqa: F401
+
+TINY = {"depth": 1, "base_width": 8, "growth_rate": 4, "layers_per_block": 2}
+
+
+@pytest.fixture(params=["empty", "truncated", "garbage"])
+def bad_model(request, tmp_path):
+    path = tmp_path / f"{request.param}.pt"
+    if request.param == "empty":
+        path.write_bytes(b"")
+    elif request.param == "garbage":
+        path.write_bytes(b"\x00\x01 not a checkpoint " * 50)
+    else:
+        save_generator(path, build_generator("dense_unet", TINY), {})
+        path.write_bytes(path.read_bytes()[:2000])
+    return path
+
+
+def one_line_naming(result, path) -> None:
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and not isinstance(result.exception, IndexError)
+    errors = [line for line in result.output.splitlines() if str(path) in line]
+    assert errors and "cannot be loaded" in errors[0], result.output
+
+
+def test_enhance_names_a_bad_model(bad_model, tmp_path):
+    photo = tmp_path / "in.png"
+    from PIL import Image
+    Image.new("RGB", (32, 32), (90, 120, 30)).save(photo)
+    result = CliRunner().invoke(app, ["enhance", str(photo), "-o", str(tmp_path / "out"),
+                                      "--model", str(bad_model), "--no-progress"])
+    one_line_naming(result, bad_model)
+
+
+def test_export_names_a_bad_model(bad_model, tmp_path):
+    result = CliRunner().invoke(app, ["export", "--model", str(bad_model), "--out",
+                                      str(tmp_path / "g.ts")])
+    one_line_naming(result, bad_model)
+    assert not (tmp_path / "g.ts").exists()
+
+
+def test_evaluate_names_a_bad_model(bad_model, workspace):  # noqa: F811
+    args = evaluate_args(workspace)
+    args[args.index("--model") + 1] = str(bad_model)
+    one_line_naming(CliRunner().invoke(app, args), bad_model)
+    assert torch.is_grad_enabled()
