@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import os
+import statistics
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -42,8 +43,17 @@ RUN_ONLY_KEYS = ("steps", "device", "precision", "log_every", "val_every", "val_
                  "checkpoint_every", "compile")
 
 
+# Divergence that stays finite (e.g. lr 1e6: losses of 1e15) still ruins a run. A total loss
+# this many times above the smaller of the session's first one and the recent median, or a
+# validation PSNR this many dB below the input's own, stops the run like a NaN does.
+EXPLOSION_FACTOR = 100.0
+COLLAPSE_DB = 10.0
+_RECENT = 50  # steps in the running median
+
+
 class TrainingDiverged(RuntimeError):
-    """A loss became NaN or infinite; the message names the step and the term."""
+    """A loss became NaN, infinite or exploded, or validation collapsed; the message names the
+    step and what happened."""
 
 
 class SettingsError(ValueError):
@@ -378,17 +388,35 @@ class Trainer:
     def _check_finite(self, terms: dict[str, torch.Tensor]) -> None:
         for name, value in terms.items():
             if not torch.isfinite(value).all():
-                raise TrainingDiverged(
-                    f"step {self.step + 1}: the {name} loss is {value.item()}; training stopped. "
-                    f"The last good checkpoint ({self.checkpoint}, step "
-                    f"{self._checkpoint_step()}) is kept. Lower train.lr_g / train.lr_d or the "
-                    "loss weights and run again: the run then starts over, and that checkpoint "
-                    "is moved aside, not overwritten")
+                self._diverged(f"the {name} loss is {value.item()}")
 
-    def _checkpoint_step(self) -> int | str:
-        if not self.checkpoint.exists():
-            return "none yet"
-        return torch.load(self.checkpoint, map_location="cpu", weights_only=True)["step"]
+    def _check_explosion(self, total: float, totals: list[float]) -> None:
+        """Stop when the total loss explodes against this session's first and recent ones."""
+        if totals:
+            reference = min(totals[0], statistics.median(totals[-_RECENT:]))
+            if reference > 0 and total > EXPLOSION_FACTOR * reference:
+                self._diverged(f"the total loss is {total:.3g}, {total / reference:.3g} times its "
+                               f"running level ({reference:.3g})")
+        totals.append(total)
+
+    def _check_collapse(self, validation: dict[str, float], baseline: dict[str, float]) -> None:
+        """Stop when the generator's validation PSNR falls far below the input's own."""
+        if baseline and validation["psnr"] < baseline["psnr"] - COLLAPSE_DB:
+            self._diverged(f"validation PSNR fell to {validation['psnr']:.2f} dB, "
+                           f"{baseline['psnr'] - validation['psnr']:.1f} dB below the input's "
+                           f"{baseline['psnr']:.2f} dB", step=self.step)
+
+    def _diverged(self, what: str, step: int | None = None) -> None:
+        if self.checkpoint.exists():
+            saved = torch.load(self.checkpoint, map_location="cpu", weights_only=True)["step"]
+            kept = (f"The last good checkpoint ({self.checkpoint}, step {saved}) is kept and no "
+                    "model was written. Lower train.lr_g / train.lr_d or the loss weights and run "
+                    "again: the run then starts over, and that checkpoint is moved aside, not "
+                    "overwritten")
+        else:
+            kept = ("No checkpoint had been made yet and no model was written. Lower "
+                    "train.lr_g / train.lr_d or the loss weights and run again")
+        raise TrainingDiverged(f"step {step or self.step + 1}: {what}; training stopped. {kept}")
 
     # -- validation -----------------------------------------------------------------------
     def _validation_set(self, test: PatchPairs) -> tuple[torch.Tensor, torch.Tensor]:
@@ -502,8 +530,10 @@ class Trainer:
         tick, tick_step = started, self.step
         self.generator.train()
         self.discriminator.train()
+        totals: list[float] = []
         while self.step < cfg.steps:
             row = self.optimize()
+            self._check_explosion(row["total"], totals)
             self.step += 1
             window.append(row)
             if on_step is not None and self.dist.main:
@@ -517,6 +547,7 @@ class Trainer:
                 window = []
             if self.dist.main and (self.step % cfg.val_every == 0 or last):
                 self.val.append({"step": self.step, **self.evaluate()})
+                self._check_collapse(self.val[-1], baseline)
             if on_log is not None and self.dist.main and (self.step % cfg.log_every == 0 or last):
                 on_log()
             if self.step % cfg.checkpoint_every == 0 or last:

@@ -32,6 +32,10 @@ def main(
     metrics: Path = typer.Option(Path("metrics/train.json"), help="final metrics (output)"),
     curves: Path = typer.Option(Path("metrics/train"), help="folder of the training curves (CSV)"),
     progress: bool = typer.Option(True, help="show a progress bar"),
+    accept_worse: bool = typer.Option(
+        False, "--accept-worse", help="write the model even when it scores below the input on "
+                                      "validation (by default it is refused: it would make "
+                                      "photos worse than doing nothing)"),
 ) -> None:
     """Train the GAN (generator + discriminator) on the aligned patches."""
     from gan.data.patches import data_fingerprint
@@ -52,14 +56,22 @@ def main(
         raise typer.Exit(relaunch_under_torchrun(spec.train.gpus, [
             "--params", str(params), "--data", str(data), "--model", str(model), "--checkpoint",
             str(checkpoint), "--metrics", str(metrics), "--curves", str(curves),
-            "--progress" if progress else "--no-progress"]))
+            "--progress" if progress else "--no-progress",
+            *(["--accept-worse"] if accept_worse else [])]))
     try:
         result, trainer = run(spec, data, checkpoint, curves, progress)
     except (TrainingDiverged, VGGWeightsError, FileNotFoundError, RuntimeError) as exc:
         fail(str(exc))
     if trainer.dist.main:
-        write_outputs(trainer, result, spec_params, model, metrics, curves)
         gain = result.validation["psnr"] - result.baseline["psnr"]
+        if not gain >= 0 and not accept_worse:  # `not >=` also catches NaN
+            write_curves(trainer, curves)
+            fail(f"the trained generator scores {result.validation['psnr']:.2f} dB on validation, "
+                 f"below the input's {result.baseline['psnr']:.2f} dB: it would make photos worse "
+                 f"than leaving them alone, so {model} was not written (the run stays in "
+                 f"{checkpoint}; see {curves}). Change the settings and run again, or pass "
+                 "--accept-worse to write it anyway")
+        write_outputs(trainer, result, spec_params, model, metrics, curves)
         typer.echo(f"{model}: step {result.step}, validation PSNR {result.validation['psnr']:.2f} dB "
                    f"({gain:+.2f} dB over the input), MS-SSIM {result.validation['ms_ssim']:.4f}; "
                    f"{result.patches_per_s:.1f} patches/s on {trainer.device} ({trainer.precision})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import re
@@ -405,6 +406,54 @@ def test_the_stage_writes_a_safe_generator_curves_and_metrics(patches, tmp_path)
     assert {"psnr", "ms_ssim"} <= set(validation.columns)
     metrics = yaml.safe_load((tmp_path / "metrics" / "train.json").read_text())
     assert metrics["step"] == 2 and "psnr_gain_db" in metrics
+
+
+def test_an_exploding_but_finite_loss_stops_the_run(patches, tmp_path):
+    trainer = Trainer(spec_for(patches, steps=30, lr_g=1e6, lr_d=1e6), patches,
+                      tmp_path / "x.pt", Dist())
+    with pytest.raises(TrainingDiverged, match=r"the total loss is .* times its running level"):
+        trainer.fit()
+    assert trainer.step < 5 and not (tmp_path / "x.pt").exists()
+
+
+def test_a_collapsed_validation_stops_the_run(patches, tmp_path):
+    trainer = Trainer(spec_for(patches, steps=3, val_every=1), patches, tmp_path / "c.pt", Dist())
+    real = trainer.evaluate
+
+    def collapsed(images=None):
+        scores = real(images)
+        return scores if images is not None else {**scores, "psnr": 3.0}  # the input stays
+
+    trainer.evaluate = collapsed
+    with pytest.raises(TrainingDiverged, match=r"step 1: validation PSNR fell to 3.00 dB"):
+        trainer.fit()
+
+
+def test_the_stage_refuses_a_generator_worse_than_the_input(patches, tmp_path, monkeypatch):
+    from gan.train import TrainResult
+
+    params = tiny_params(tmp_path / "params.yaml")
+    real_fit = Trainer.fit
+
+    def worse(self, **kwargs):
+        result = real_fit(self, **kwargs)
+        return TrainResult(**{**result.__dict__, "validation": {
+            **result.validation, "psnr": result.baseline["psnr"] - 0.5, "ms_ssim": float("nan")}})
+
+    monkeypatch.setattr(Trainer, "fit", worse)
+    args = stage_args(tmp_path, params, patches)
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1 and "below the input's" in result.output
+    assert "--accept-worse" in result.output
+    assert not (tmp_path / "models" / "generator.pt").exists()
+    assert not (tmp_path / "metrics" / "train.json").exists()
+    result = CliRunner().invoke(app, [*args, "--accept-worse"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "models" / "generator.pt").exists()
+    # NaN is not JSON: it is written as null, so strict readers accept the file
+    metrics = json.loads((tmp_path / "metrics" / "train.json").read_text(),
+                         parse_constant=lambda c: pytest.fail(f"bare {c} in train.json"))
+    assert metrics["val"]["ms_ssim"] is None
 
 
 class _RunsCode:
