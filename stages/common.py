@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,23 +20,44 @@ PARAMS = Path("params.yaml")
 
 
 class ParamsError(ValueError):
-    """params.yaml is missing, unreadable, or lacks a key a stage needs."""
+    """params.yaml is missing, unreadable, lacks a key a stage needs, or holds a value the
+    schema (stages.params) refuses. The message is one line naming the file and the key."""
 
 
 def load_params(path: Path = PARAMS) -> dict[str, Any]:
-    """The whole params file as a dict; errors name the file and what is wrong."""
+    """The whole params file as a dict, validated against stages.params.SCHEMA (every section,
+    not only the caller's) and with its values normalised ('1e-4' -> 0.0001), so that a bad
+    value stops any stage before it works. Errors are one line naming the file and the key.
+
+    The result is a plain dict built by the validation: whatever wraps it afterwards (the
+    params-tracking test in tests/test_dvc_workflow.py) sees only what the stage reads."""
+    from stages.params import validate
+
     try:
         text = Path(path).read_text()
     except OSError as exc:
         raise ParamsError(f"{path}: cannot read the params file ({exc.strerror}); run the stage "
                           "from the project root or pass --params") from None
+    except UnicodeDecodeError as exc:
+        raise ParamsError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     try:
         params = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+        raise ParamsError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
     if not isinstance(params, dict):
         raise ParamsError(f"{path}: expected a mapping of sections, found {type(params).__name__}")
-    return params
+    return validate(params, path)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's multi-line message as one line: the problem and where it is."""
+    problem = getattr(exc, "problem", None)
+    mark = getattr(exc, "problem_mark", None)
+    if problem and mark is not None:
+        text = f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    else:
+        text = str(exc)
+    return " ".join(text.split())
 
 
 def section(params: dict[str, Any], name: str, path: Path = PARAMS) -> dict[str, Any]:
@@ -55,8 +77,21 @@ def pick(values: dict[str, Any], keys: tuple[str, ...], where: str) -> dict[str,
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (gan.fsio): a reader sees the old file or the new one."""
-    write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+    """Write JSON atomically (gan.fsio): a reader sees the old file or the new one. A value
+    that is not a finite number (NaN, infinity) is written as null: bare NaN is not JSON, and
+    strict readers (dvc metrics, browsers) refuse the whole file for it."""
+    write_text(path, json.dumps(_finite_or_null(data), indent=2, sort_keys=False,
+                                allow_nan=False) + "\n")
+
+
+def _finite_or_null(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(v) for v in value]
+    return value
 
 
 def fail(message: str) -> None:

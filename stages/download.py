@@ -37,7 +37,7 @@ def main(
     from gan.data.archive import ArchiveError, UnsafeArchiveError
     from gan.data.dped import LayoutError
     from gan.data.fetch import DownloadError
-    from gan.data.pirm import SplitError
+    from gan.data.splits import SplitError
 
     from gan.fsio import atomic_path
 
@@ -112,7 +112,8 @@ def fetch_pirm(cfg: dict, dest: Path, downloads: Path, progress: bool) -> dict:
     copy at data.archive), split by PIRM index as data.pirm_train / data.pirm_test say."""
     from gan.data.archive import archive_kind, check_zip, to_zip
     from gan.data.fetch import download
-    from gan.data.pirm import PHONE, format_indices, normalise, parse_split
+    from gan.data.pirm import PHONE, normalise
+    from gan.data.splits import format_indices, parse_split
     from gan.fsio import sha256_of
 
     if cfg["phone"] != PHONE:

@@ -392,7 +392,9 @@ class _Reads(dict):
 
 def params_read_by(stage: str, tmp_path: Path, monkeypatch) -> set[str]:
     """The params keys the stage's command reads, recorded by running it until just after it has
-    read them (each run is made to stop there: a missing input or an invalid value)."""
+    read them (each run is made to stop there by a missing input: not by an invalid value,
+    which load_params refuses before the stage reads anything). load_params validates the
+    whole file on a plain dict; the recording wrapper sees only what the stage then reads."""
     from typer.testing import CliRunner
 
     import stages.common
@@ -410,10 +412,8 @@ def params_read_by(stage: str, tmp_path: Path, monkeypatch) -> set[str]:
                      str(tmp_path / "eval.json")],
         "report": ["--metrics", missing],
     }[stage]
-    if stage == "download":
-        params["data"]["source"] = "none"  # read with the rest, then refused
-    if stage == "train":
-        params["train"]["steps"] = 0  # read with the rest, then refused
+    if stage == "download":  # read with the rest, then the archive is not found
+        params["data"].update(source="dped", archive=missing)
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     log: set[str] = set()

@@ -25,8 +25,8 @@ import pytest
 from PIL import Image
 
 from gan.data.dped import DpedSource, LayoutError, find_layout
-from gan.data.pirm import (SplitError, check_split, find_pirm, format_indices, normalise, parse_indices,
-                           parse_split)
+from gan.data.pirm import check_split, find_pirm, normalise
+from gan.data.splits import SplitError, format_indices, parse_indices, parse_split
 from tests.conftest import jpeg, local_http_server, temporaries
 from tests.test_download_stage import run_download
 

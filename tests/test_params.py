@@ -1,0 +1,349 @@
+"""params.yaml is validated before any stage works: every bad value is one line naming the file,
+the key, the value and what is accepted (stages/params.py), never a traceback."""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from gan.recipe import apply_recipe, load_recipe
+from stages.app import app
+from stages.common import ParamsError, load_params
+from stages.params import MSSSIM_SCALES, SCHEMA, Choice, validate
+from tests.conftest import ROOT
+
+PARAMS_TEXT = (ROOT / "params.yaml").read_text()
+PARAMS = yaml.safe_load(PARAMS_TEXT)
+
+# At least one bad value for every key of every section (test_every_key_has_a_bad_value holds
+# the table to the schema). The tester's cases of issue 12 are among them.
+BAD: list[tuple[str, Any]] = [
+    ("data.source", "flickr"),
+    ("data.phone", "pixel"),
+    ("data.urls", "https://data.vision.ee.ethz.ch/dped.zip"),  # one string: 35 one-letter mirrors
+    ("data.urls", ["ftp://mirror.example/dped.zip"]),
+    ("data.urls", {"a": 1}),
+    ("data.sha256", 12345),
+    ("data.sha256", "abc123"),
+    ("data.archive", 5),
+    ("data.retries", -1),
+    ("data.seed", -1),
+    ("data.sample_train_pairs", 0),
+    ("data.sample_test_pairs", "many"),
+    ("data.pirm_urls", "https://github.com/aiff22/ai-challenge/archive/master.zip"),
+    ("data.pirm_urls", ["github.com/aiff22"]),
+    ("data.pirm_train", "0-x"),
+    ("data.pirm_train", 5.5),
+    ("data.pirm_test", "9-3"),
+    ("extract.patch", 0),
+    ("extract.crop", "abc"),
+    ("extract.crop", 120),
+    ("extract.max_shift", 3),
+    ("extract.max_shift", -1),
+    ("extract.min_ncc", "high"),
+    ("extract.min_ncc", 1.5),
+    ("extract.subpixel", "maybe"),
+    ("extract.workers", -3),
+    ("model.generator", "unet"),
+    ("model.depth", -1),
+    ("model.base_width", 0),
+    ("model.growth_rate", 2.5),
+    ("model.layers_per_block", 0),
+    ("model.global_residual", 1),
+    ("model.resnet_width", 0),
+    ("model.resnet_blocks", -1),
+    ("model.d_width", "wide"),
+    ("model.d_layers", 0),
+    ("loss.perceptual", -1.0),
+    ("loss.adversarial", "lots"),
+    ("loss.msssim", float("nan")),
+    ("loss.pixel", float("inf")),
+    ("loss.vgg_weights", "/no/such/vgg19.pth"),
+    ("loss.vgg_weights", 19),
+    ("loss.distance", "foo"),
+    ("loss.msssim_win", 4),
+    ("loss.msssim_win", 7),  # odd, but 5 scales of a 7x7 window need 97 px: the crop is 96
+    ("loss.msssim_win", 1),
+    ("train.steps", 0),
+    ("train.steps", 2.5),  # silently ran 3 steps before
+    ("train.batch_size", 0),
+    ("train.lr_g", "fast"),
+    ("train.lr_g", 0),
+    ("train.lr_d", -0.1),
+    ("train.beta1", 1.0),
+    ("train.beta2", True),
+    ("train.seed", None),
+    ("train.device", "tpu"),
+    ("train.device", "cuda:0"),  # gan.runtime.resolve_device takes auto, cpu or cuda only
+    ("train.log_every", 0),
+    ("train.val_every", "often"),
+    ("train.val_patches", 0),
+    ("train.checkpoint_every", -5),
+    ("train.compile", "no way"),
+    ("train.gpus", 0),
+    ("train.precision", "fp16"),
+    ("train.ema", 1.0),
+    ("train.lr_cosine_steps", -1),
+    ("evaluate.extra_models", "models/other.pt"),
+    ("evaluate.device", "gpu"),
+    ("evaluate.batch_size", 0),
+    ("evaluate.saved_patches", 0),
+    ("evaluate.saved_photos", 0),
+    ("evaluate.clhe_white_balance", 2),
+    ("report.patches", -1),
+    ("report.patches", 9),  # evaluate.saved_patches is 8
+    ("report.crop", 0),
+    ("report.dpi", "abc"),
+]
+
+
+def changed(changes: dict[str, Any]) -> dict[str, Any]:
+    """params.yaml's values with 'section.key' changes."""
+    params = copy.deepcopy(PARAMS)
+    for dotted, value in changes.items():
+        section, key = dotted.split(".")
+        params[section][key] = value
+    return params
+
+
+def as_written(value: Any) -> str:
+    """How a message shows a value: YAML's words for null and booleans, repr otherwise."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
+
+
+def refusal(params: dict[str, Any], path: str = "params.yaml") -> str:
+    with pytest.raises(ParamsError) as caught:
+        validate(params, path)
+    message = str(caught.value)
+    assert len(message.splitlines()) == 1, message
+    assert message.startswith(f"{path}: "), message
+    return message
+
+
+def test_the_committed_params_validate_unchanged():
+    checked = validate(copy.deepcopy(PARAMS), "params.yaml", complete=True)
+    assert checked == PARAMS
+    assert all(type(checked[s][k]) is type(PARAMS[s][k]) for s in PARAMS for k in PARAMS[s])
+    assert {s: list(keys) for s, keys in SCHEMA.items()} == {s: list(v) for s, v in PARAMS.items()}
+
+
+def test_every_key_has_a_bad_value():
+    covered = {key for key, _ in BAD}
+    assert covered == {f"{s}.{k}" for s, keys in SCHEMA.items() for k in keys}
+
+
+@pytest.mark.parametrize("key, value", BAD, ids=[f"{k}={v!r}"[:60] for k, v in BAD])
+def test_a_bad_value_is_one_line_naming_the_key_and_the_value(key, value):
+    message = refusal(changed({key: value}))
+    assert key in message
+    assert as_written(value)[:60] in message
+
+
+@pytest.mark.parametrize("changes, says", [
+    ({"loss.perceptual": 0, "loss.adversarial": 0.0, "loss.msssim": 0, "loss.pixel": 0.0},
+     "loss.pixel are all 0: at least one loss weight must be > 0"),
+    ({"data.source": "dped", "data.urls": []}, "data.urls must be a non-empty list"),
+    ({"data.source": "pirm", "data.pirm_urls": []}, "data.pirm_urls must be a non-empty list"),
+    ({"data.source": "pirm", "data.phone": "sony"},
+     "data.phone is 'sony', but data.source: pirm has iphone pairs only"),
+    ({"data.pirm_test": "100-200"}, "data.pirm_train (0-159) and data.pirm_test (100-200) share"),
+    ({"data.pirm_test": ""}, "data.pirm_test: the split is empty"),
+    ({"extract.crop": 64}, "loss.msssim_win must be an odd integer in 3..3"),  # (5-1)*16+1 > 64
+    ({"extract.patch": 96}, "extract.max_shift 2 must lie in 0..0"),
+    ({"evaluate.saved_patches": 4}, "report.patches must be an integer in 1..4"),
+])
+def test_keys_that_limit_each_other(changes, says):
+    assert says in refusal(changed(changes))
+
+
+def test_what_a_key_accepts_beside_it_is_fine():
+    validate(changed({"data.source": "dped", "data.urls": [], "data.archive": "/some/copy.zip"}))
+    validate(changed({"data.source": "pirm", "data.pirm_train": 7, "data.pirm_test": "0-6,8"}))
+    validate(changed({"loss.perceptual": 0, "loss.msssim": 0}))  # the adversarial term alone
+    validate(changed({"extract.crop": 33, "extract.patch": 33, "extract.max_shift": 0,
+                      "loss.msssim_win": 3}))
+    validate(changed({"data.sha256": "AB" * 32, "evaluate.extra_models": None}))
+
+
+def test_a_hand_written_exponent_is_a_float_and_an_integral_float_an_int(tmp_path):
+    text = PARAMS_TEXT.replace("lr_g: 0.0002", "lr_g: 1e-4").replace("steps: 100 ", "steps: 100.0 ")
+    assert yaml.safe_load(text)["train"]["lr_g"] == "1e-4"  # YAML 1.1: a float needs a dot
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    params = load_params(path)
+    assert params["train"]["lr_g"] == 0.0001 and type(params["train"]["lr_g"]) is float
+    assert params["train"]["steps"] == 100 and type(params["train"]["steps"]) is int
+    assert type(params["train"]) is dict  # plain: a wrapper around it sees only what a stage reads
+
+
+def test_an_unknown_key_or_section_is_refused_with_the_closest_name():
+    params = changed({})
+    params["train"]["stepz"] = 100
+    assert refusal(params) == ("params.yaml: train.stepz is not a key of the train section; "
+                               "did you mean train.steps?")
+    params = changed({})
+    params["train"]["zzz"] = 1
+    assert "its keys are: steps, batch_size, lr_g" in refusal(params)
+    params = changed({})
+    params["trian"] = params.pop("train")
+    assert "trian is not a params.yaml section; did you mean train?" in refusal(params)
+    params = changed({})
+    params["report"] = None
+    assert "section report must be a mapping of its keys (patches, crop, dpi), got null" in \
+        refusal(params)
+
+
+def test_partial_files_validate_what_they_hold_and_complete_ones_lack_nothing():
+    validate({"data": {"phone": "iphone"}, "extract": PARAMS["extract"]})  # a stage's own keys
+    partial = changed({})
+    del partial["train"]["ema"]
+    with pytest.raises(ParamsError, match=r"^x: train.ema is missing \(a number in \[0, 1\)"):
+        validate(partial, "x", complete=True)
+
+
+def test_the_small_data_recipe_over_params_validates():
+    recipe = load_recipe(ROOT / "recipes" / "small-data.yaml", PARAMS)
+    merged = apply_recipe(PARAMS, recipe)
+    assert validate(merged, "params.yaml", complete=True) == merged
+
+
+def test_yaml_and_file_errors_are_one_line(tmp_path):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("train:\n  steps: [1\n  lr_g: 2\n")
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe\x00train")
+    for path, says in ((broken, "not valid YAML"), (binary, "not UTF-8"),
+                       (tmp_path / "absent.yaml", "cannot read the params file")):
+        with pytest.raises(ParamsError) as caught:
+            load_params(path)
+        assert says in str(caught.value) and len(str(caught.value).splitlines()) == 1
+
+
+def test_the_restated_constants_match_the_code():
+    from gan.data.dped import PHONES
+    from gan.data.pirm import PHONE
+    from gan.losses import MSSSIMLoss
+    from gan.metrics import MS_SSIM_WEIGHTS
+    from gan.networks import GENERATORS
+    from gan.runtime import PRECISIONS
+
+    def options(key: str) -> tuple[str, ...]:
+        section, name = key.split(".")
+        spec = SCHEMA[section][name]
+        assert isinstance(spec, Choice)
+        return spec.options
+
+    assert options("model.generator") == GENERATORS
+    assert options("train.precision") == PRECISIONS
+    assert options("data.phone") == PHONES and PHONE == "iphone"
+    assert options("train.device") == options("evaluate.device") == ("auto", "cpu", "cuda")
+    assert MSSSIM_SCALES == len(MS_SSIM_WEIGHTS)
+    for crop in (33, 64, 96, 129):
+        for win in (3, 5, 7, 9):
+            params = changed({"extract.patch": max(crop, 100), "extract.crop": crop,
+                              "extract.max_shift": 0, "loss.msssim_win": win})
+            try:
+                validate(params)
+                accepted = True
+            except ParamsError:
+                accepted = False
+            assert accepted == (MSSSIMLoss(win).min_size <= crop), (crop, win)
+
+
+@pytest.mark.parametrize("patch, crop, shift", [(100, 96, 2), (100, 96, 3), (100, 100, 0),
+                                                (100, 101, 0), (100, 90, 5), (100, 91, 5)])
+def test_extract_limits_agree_with_the_extract_config(patch, crop, shift):
+    from gan.data.extract import ExtractConfig
+
+    values = {**PARAMS["extract"], "patch": patch, "crop": crop, "max_shift": shift}
+    try:
+        ExtractConfig.from_params(values)
+        config_accepts = True
+    except ValueError:
+        config_accepts = False
+    try:
+        validate({"extract": values})
+        schema_accepts = True
+    except ParamsError:
+        schema_accepts = False
+    assert schema_accepts == config_accepts
+
+
+def test_the_training_limits_agree_with_the_run_spec():
+    """Whatever the schema accepts, RunSpec builds; a few values it refuses, RunSpec does too."""
+    from gan.train import RunSpec, SettingsError
+
+    RunSpec.from_params(validate(changed({"train.lr_g": "1e-4"})), "data")
+    for key, value in (("train.ema", 1.0), ("train.steps", 0), ("loss.pixel", -1.0),
+                       ("model.generator", "unet"), ("train.lr_cosine_steps", -1)):
+        with pytest.raises(SettingsError):
+            RunSpec.from_params(changed({key: value}), "data")
+        refusal(changed({key: value}))
+    assert math.isclose(validate(changed({"train.lr_d": "2E-4"}))["train"]["lr_d"], 2e-4)
+
+
+# -- the real commands: every stage stops on a bad value of any section, before any work -------
+
+STAGE_RUNS = {  # stage -> (a bad value of another section, arguments naming paths under tmp)
+    "download": (("report.dpi", "abc"), ["--out", "{tmp}/raw", "--record", "{tmp}/source.json",
+                                         "--downloads", "{tmp}/downloads"]),
+    "extract": (("train.device", "tpu"), ["--raw", "{tmp}/none.zip", "--out", "{tmp}/patches",
+                                          "--metrics", "{tmp}/extract.json"]),
+    "train": (("data.sha256", 12345), ["--data", "{tmp}/patches", "--model", "{tmp}/g.pt",
+                                       "--checkpoint", "{tmp}/last.pt", "--metrics",
+                                       "{tmp}/train.json", "--curves", "{tmp}/curves"]),
+    "evaluate": (("loss.distance", "foo"), ["--patches", "{tmp}/patches", "--raw",
+                                            "{tmp}/none.zip", "--model", "{tmp}/g.pt",
+                                            "--metrics", "{tmp}/eval.json", "--per-patch",
+                                            "{tmp}/pp.csv", "--out", "{tmp}/eval"]),
+    "report": (("extract.min_ncc", "high"), ["--eval-dir", "{tmp}/eval", "--metrics",
+                                             "{tmp}/eval.json", "--figures", "{tmp}/figures",
+                                             "--html-out", "{tmp}/report.html"]),
+}
+
+
+@pytest.mark.parametrize("stage", list(STAGE_RUNS))
+def test_each_stage_stops_on_any_bad_value_with_one_line(stage, tmp_path):
+    (key, value), args = STAGE_RUNS[stage]
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(changed({key: value}), sort_keys=False))
+    result = CliRunner().invoke(app, [stage, "--params", str(params),
+                                      *[a.format(tmp=tmp_path) for a in args]])
+    assert result.exit_code != 0
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert str(params) in lines[0] and key in lines[0] and as_written(value) in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # nothing written
+
+
+def test_a_stage_names_broken_yaml_in_one_line(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text(PARAMS_TEXT.replace("  steps: 100", "  steps: [100"))
+    result = CliRunner().invoke(app, ["report", "--params", str(params),
+                                      "--metrics", str(tmp_path / "absent.json")])
+    assert result.exit_code != 0
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "not valid YAML" in lines[0] and "line " in lines[0], result.output
+
+
+def test_an_unknown_key_stops_a_stage_with_the_suggestion(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text(PARAMS_TEXT.replace("  steps: 100", "  stepz: 100"))
+    result = CliRunner().invoke(app, ["download", "--params", str(params), "--out",
+                                      str(tmp_path / "raw"), "--record", str(tmp_path / "s.json")])
+    assert result.exit_code != 0
+    assert result.output.strip() == (f"error: {params}: train.stepz is not a key of the train "
+                                     "section; did you mean train.steps?")
+    assert not Path(tmp_path / "raw").exists()
