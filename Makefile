@@ -1,6 +1,7 @@
 # Quick start:  make repro     (set up .venv, run the DVC pipeline on the embedded sample)
 #               make test      (set up .venv, run the fast tests: all but those marked slow)
 #               make test-all  (set up .venv, run every test, the slow ones too: what CI runs)
+#               make lock      (pin what .venv holds into requirements.lock, which setup installs)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
@@ -8,14 +9,30 @@ STAMP := $(VENV)/.installed
 # Stage commands in dvc.yaml call `python`: the venv's must come first on PATH.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup repro test test-all bench paper small-data pretrained clean
+# The tested package set, version for version (see the comment at its top): installed first, then
+# the project itself without dependencies, so a fresh machine gets what the tests ran on.
+LOCK := requirements.lock
+
+.PHONY: setup lock repro test test-all bench paper small-data pretrained clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -e ".[dev]"
+	$(BIN)/python -m pip install -r $(LOCK)
+	$(BIN)/python -m pip install --no-deps -e ".[dev]"
+	$(BIN)/python -m pip check
 	touch $(STAMP)
+
+# Rewrite requirements.lock from what .venv holds now (after upgrading it and make test-all): its
+# leading comment is kept; every package but pip and the project is pinned, and the CUDA packages
+# that torch pulls in on Linux only are marked so.
+lock:
+	@test -x $(BIN)/python || { echo "no $(VENV) to freeze: run make setup first" >&2; exit 2; }
+	{ sed '/^[^#]/,$$d' $(LOCK) 2>/dev/null; \
+	  $(BIN)/python -m pip freeze --all --exclude-editable --exclude pip \
+	  | sed -E 's/^((nvidia-|cuda-)[^=]*|triton)==(.*)$$/\1==\3 ; platform_system == "Linux"/'; \
+	} > $(LOCK).tmp && mv $(LOCK).tmp $(LOCK)
 
 repro: $(STAMP)
 	$(BIN)/dvc repro

@@ -1,6 +1,10 @@
 import dataclasses
 import hashlib
 import io
+import os
+import platform
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -9,7 +13,7 @@ from PIL import Image
 
 from gan.data import sample
 from gan.data.dped import DpedSource, find_layout
-from tests.conftest import temporaries
+from tests.conftest import ROOT, temporaries
 
 
 def _quiet(profile: sample.PhoneProfile, **changes) -> sample.PhoneProfile:
@@ -117,3 +121,160 @@ def test_sample_zip_has_the_dped_layout_and_the_same_bytes_for_the_same_seed(tmp
     with zipfile.ZipFile(a) as zf:
         assert all(i.compress_type == zipfile.ZIP_STORED for i in zf.infolist())
 
+
+
+
+def test_a_margin_gives_the_middle_of_the_full_rendering(profile):
+    region = np.random.default_rng(1).integers(0, 256, (60, 70, 3), dtype=np.uint8)
+    shot = sample.Shot(exposure=1.2, iso=1.5, jpeg_quality=80)
+    full = sample.simulate_phone(region, (30, 40), (300, 400), profile, shot,
+                                 np.random.default_rng(2))
+    for margin in (1, 4, 6):  # inside and beyond the blur's reach
+        middle = sample.simulate_phone(region, (30, 40), (300, 400), profile, shot,
+                                       np.random.default_rng(2), margin=margin)
+        np.testing.assert_array_equal(middle, full[margin:-margin, margin:-margin])
+
+
+def test_the_exactly_rounded_math_is_the_usual_math():
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(3)
+    x = rng.random((40, 50, 3))
+    for sigma in (0.6, 0.75, 0.9):
+        np.testing.assert_allclose(sample.blur(x, sigma),
+                                   gaussian_filter(x, sigma=(sigma, sigma, 0), mode="nearest"),
+                                   rtol=0, atol=1e-12)
+    t = np.concatenate([rng.random(10000), [0.0, 1.0, 2.0 ** -20]])
+    for gamma in (1.15, 1.35):
+        np.testing.assert_allclose(sample.tone_curve(t, gamma), t ** gamma, rtol=0, atol=5e-6)
+    u = rng.uniform(-1, 1, 100)
+    np.testing.assert_allclose([sample.exp2(v) for v in u], 2.0 ** u, rtol=1e-15)
+
+
+# Same bytes on every CPU (issue 12). The sample is built in subprocesses, each emulating another
+# CPU: numpy without its AVX512 (then also without its AVX2) kernels (NPY_DISABLE_CPU_FEATURES),
+# OpenBLAS with other cores' kernels (OPENBLAS_CORETYPE), glibc's libm without its FMA/AVX2
+# variants (GLIBC_TUNABLES) and libjpeg-turbo without SIMD (JSIMD_FORCENONE). Each reports which
+# numpy features and OpenBLAS core it ran with, so an emulation that silently did nothing (a
+# feature renamed by a numpy upgrade) fails instead of passing vacuously.
+_BUILD = """
+import hashlib, sys
+from pathlib import Path
+
+import numpy as np
+import threadpoolctl
+
+from gan.data import sample
+
+try:
+    from numpy._core import _multiarray_umath as umath
+except ImportError:  # numpy 1.x
+    from numpy.core import _multiarray_umath as umath
+
+pixels = hashlib.sha256()  # every image before JPEG compression: a flipped pixel JPEG hides too
+encode = sample.jpeg_bytes
+
+
+def recording(rgb, quality):
+    pixels.update(np.ascontiguousarray(rgb).tobytes())
+    return encode(rgb, quality)
+
+
+sample.jpeg_bytes = recording
+dest = Path(sys.argv[1])
+sample.write_sample_zip(dest, "iphone", int(sys.argv[2]), int(sys.argv[3]), seed=int(sys.argv[4]))
+active = sorted(f for f in umath.__cpu_dispatch__ if umath.__cpu_features__.get(f))
+cores = [i.get("architecture") for i in threadpoolctl.threadpool_info()
+         if i.get("internal_api") == "openblas"]
+print(hashlib.sha256(dest.read_bytes()).hexdigest(), pixels.hexdigest(), ",".join(active),
+      cores[0] if cores else "-")
+"""
+_EMULATION_VARIABLES = ("NPY_DISABLE_CPU_FEATURES", "NPY_ENABLE_CPU_FEATURES",
+                        "OPENBLAS_CORETYPE", "GLIBC_TUNABLES", "JSIMD_FORCENONE",
+                        "JSIMD_FORCESSE2", "JSIMD_FORCEAVX2")
+
+
+def _numpy_dispatch() -> tuple[list[str], dict[str, bool]]:
+    try:
+        from numpy._core import _multiarray_umath as umath
+    except ImportError:  # numpy 1.x
+        from numpy.core import _multiarray_umath as umath
+    return list(umath.__cpu_dispatch__), dict(umath.__cpu_features__)
+
+
+def _openblas_core() -> str | None:
+    import threadpoolctl
+
+    cores = [i.get("architecture") for i in threadpoolctl.threadpool_info()
+             if i.get("internal_api") == "openblas"]
+    return cores[0] if cores else None
+
+
+def cpu_emulations() -> dict[str, dict[str, str]]:
+    """Environments that make this machine compute like another CPU, those that change anything
+    here: {name: variables}."""
+    dispatch, features = _numpy_dispatch()
+    have = [f for f in dispatch if features.get(f)]  # numpy's optional kernels this CPU runs
+    emulations: dict[str, dict[str, str]] = {}
+    # numpy 2.4 names AVX512 "X86_V4" (and AVX512_*), AVX2 "X86_V3"; older ones AVX512F, AVX2..
+    avx512 = [f for f in have if f.startswith("AVX512") or f == "X86_V4"]
+    if avx512:
+        emulations["numpy without AVX512"] = {"NPY_DISABLE_CPU_FEATURES": " ".join(avx512)}
+    if have and set(have) != set(avx512):
+        emulations["numpy without AVX2 and AVX512 (baseline only)"] = {
+            "NPY_DISABLE_CPU_FEATURES": " ".join(have)}
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        native = _openblas_core()
+        cores = ["Prescott", "Sandybridge"] + (["Haswell"] if features.get("AVX2") else [])
+        for core in cores:
+            if native and core.lower() != native.lower():
+                emulations[f"OpenBLAS {core} kernels"] = {"OPENBLAS_CORETYPE": core}
+        if sys.platform.startswith("linux"):
+            emulations["libm without AVX512, AVX2, FMA"] = {
+                "GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX512F,-AVX2,-FMA,-AVX"}
+    emulations["libjpeg-turbo without SIMD"] = {"JSIMD_FORCENONE": "1"}
+    return emulations
+
+
+def _build_elsewhere(dest, variables: dict[str, str], counts=(48, 12),
+                     seed=5) -> subprocess.Popen:
+    """Start building a small sample in a subprocess with ``variables`` set (and any emulation
+    variables of this environment removed). Seed 5 at this size: the sample of the code before
+    issue 12 already had other zip bytes under each numpy and OpenBLAS emulation here."""
+    env = {k: v for k, v in os.environ.items() if k not in _EMULATION_VARIABLES}
+    env.update(variables)
+    return subprocess.Popen([sys.executable, "-c", _BUILD, str(dest), *map(str, counts), str(seed)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+@pytest.mark.slow
+def test_the_sample_has_the_same_bytes_on_every_cpu(tmp_path):
+    runs = {"this CPU": {}, **cpu_emulations()}
+    assert len(runs) >= 3, runs  # at least the libjpeg one and something of numpy or OpenBLAS
+    results: dict[str, list[str]] = {}
+    names = list(runs)
+    for start in range(0, len(names), 2):  # two at a time: the machine has 2 cores
+        batch = {n: _build_elsewhere(tmp_path / f"{start + i}.zip", runs[n])
+                 for i, n in enumerate(names[start:start + 2])}
+        for name, proc in batch.items():
+            out, err = proc.communicate(timeout=300)
+            assert proc.returncode == 0, f"{name}: {err[-2000:]}"
+            results[name] = out.strip().splitlines()[-1].split()
+    zip_sha, pixel_sha, _, core = results["this CPU"]
+    differ = []
+    for name, variables in runs.items():
+        got = results[name]
+        # The emulation took effect: fewer numpy kernels or another OpenBLAS core.
+        if "NPY_DISABLE_CPU_FEATURES" in variables:
+            assert set(variables["NPY_DISABLE_CPU_FEATURES"].split()).isdisjoint(
+                got[2].split(",")), f"{name}: numpy still runs {got[2]}"
+        if "OPENBLAS_CORETYPE" in variables:
+            assert got[3] != core, f"{name}: OpenBLAS still runs {core} kernels"
+        what = [w for w, same in (("zip", got[0] == zip_sha), ("pixels", got[1] == pixel_sha))
+                if not same]
+        if what:
+            differ.append(f"{name} ({' '.join(f'{k}={v}' for k, v in variables.items())}): "
+                          f"other {' and '.join(what)} (zip sha256 {got[0][:12]}.., "
+                          f"this CPU's {zip_sha[:12]}..)")
+    assert not differ, "the sample depends on the CPU:\n" + "\n".join(differ)

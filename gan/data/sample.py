@@ -9,20 +9,22 @@ noise, slight blur, vignetting, JPEG compression) with a random per-pair transla
 
 One ``PhoneProfile`` is drawn per dataset (a phone model has one image pipeline); exposure, noise
 level (ISO) and JPEG quality vary per shot. Everything is drawn from ``numpy.random.Generator``
-seeded by (seed, split, index), so the archive is identical byte for byte for the same seed.
+seeded by (seed, split, index), so the archive is identical byte for byte for the same seed, and
+on every machine (with the locked packages, requirements.lock): see "Same bytes on every CPU" below.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from decimal import Context, Decimal
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from scipy.ndimage import gaussian_filter
 
 from gan.fsio import atomic_path
 from gan.pixels import LUMA_BT601, float_to_uint8
@@ -44,6 +46,105 @@ TEST_PHOTOS = ("coffee", "chelsea")
 # Downscale factors at which patches are cut: 100 px then covers more or less of the scene,
 # as DPED's patches cover differing amounts of differently framed photos.
 SCALES = (1.0, 0.8, 0.64, 0.5)
+
+# Same bytes on every CPU (issue 12). One ulp of difference before the rounding to uint8 flips a
+# pixel whenever x * 255 sits at a half, and some of the float math was CPU-dependent: numpy runs
+# np.power (float32 and float64 alike; exp and log too, so scipy's Gaussian kernel weights) through
+# AVX512 (SVML) kernels on AVX512 CPUs and through other ones elsewhere; OpenBLAS picks its kernels
+# per CPU (the luma dot product went through sgemv); glibc's libm picks FMA or plain variants of
+# pow (Python's 2.0 ** u). An AMD CPU without AVX512 built a sample 24 bytes smaller, and every
+# downstream number moved. So the pixel math uses only operations that IEEE 754 rounds
+# exactly, which give the same bits on any CPU whatever their SIMD width: one numpy ufunc at a
+# time (+, -, *, /, sqrt, floor, clip, rint), no BLAS, no reductions, no fused multiply-adds. The
+# few transcendental values (the tone curve, the blur kernel, the exposure and ISO factors) come
+# from the decimal module, whose arithmetic runs on integers; the tone curve is interpolated
+# linearly in a table of them. Exactness, not precision, is what makes the bytes the same, so the
+# pixels stay float32 (a patch's planes then stay small and the build as fast as before).
+# tests/test_sample.py builds the sample in subprocesses that emulate other CPUs
+# (NPY_DISABLE_CPU_FEATURES, OPENBLAS_CORETYPE, GLIBC_TUNABLES, JSIMD_FORCENONE) to check it.
+_FLOAT = np.float32  # the pixels' float type in simulate_phone
+_DECIMAL = Context(prec=30)
+_LN2 = _DECIMAL.ln(2)
+_TONE_STEPS = 4096  # intervals of the tone-curve table: a power of 2, so x * _TONE_STEPS is exact
+_BLUR_TRUNCATE = 4.0  # the blur reaches int(4 sigma + 0.5) pixels, as scipy's gaussian_filter
+
+
+def exp2(u: float) -> float:
+    """2 ** u, the same float on every machine (decimal arithmetic instead of the libm's pow)."""
+    return float(_DECIMAL.exp(_DECIMAL.multiply(Decimal(u), _LN2)))
+
+
+@functools.lru_cache(maxsize=16)
+def _tone_table(gamma: float) -> tuple[np.ndarray, np.ndarray]:
+    """(i / _TONE_STEPS) ** gamma for i = 0.._TONE_STEPS, and the differences to the next
+    (0 after the last, so that x = 1 needs no special case)."""
+    g, steps = Decimal(gamma), Decimal(_TONE_STEPS)
+    ln = [_DECIMAL.ln(_DECIMAL.divide(i, steps)) for i in range(1, _TONE_STEPS + 1)]
+    table = np.array([0.0] + [float(_DECIMAL.exp(_DECIMAL.multiply(g, v))) for v in ln],
+                     dtype=_FLOAT)
+    return table, np.append(np.subtract(table[1:], table[:-1]), _FLOAT(0))
+
+
+def tone_curve(x: np.ndarray, gamma: float, out: np.ndarray | None = None) -> np.ndarray:
+    """x ** gamma for x in [0, 1], interpolated linearly in a table of its values at multiples of
+    1/4096 (decimal, rounded to float32): at most 4e-6 off, a thousandth of an 8-bit level.
+    ``out=x`` overwrites x."""
+    table, step = _tone_table(float(gamma))
+    t = np.multiply(x, _TONE_STEPS, out=out)  # exact: a power of 2
+    whole = np.floor(t)
+    i = whole.astype(np.int32)
+    frac = np.subtract(t, whole, out=t)  # exact (Sterbenz), in [0, 1)
+    slope = np.take(step, i)
+    np.multiply(slope, frac, out=slope)
+    return np.add(np.take(table, i), slope, out=t)
+
+
+@functools.lru_cache(maxsize=16)
+def _gaussian_weights(sigma: float) -> tuple[float, ...]:
+    """The normalised Gaussian kernel's weights at 0, 1, .., radius pixels from its centre."""
+    radius = int(_BLUR_TRUNCATE * sigma + 0.5)
+    two_s2 = _DECIMAL.multiply(2, _DECIMAL.multiply(Decimal(sigma), Decimal(sigma)))
+    phi = [_DECIMAL.exp(_DECIMAL.divide(-k * k, two_s2)) for k in range(radius + 1)]
+    total = phi[0]
+    for p in phi[1:]:
+        total = _DECIMAL.add(total, _DECIMAL.multiply(2, p))
+    return tuple(float(_DECIMAL.divide(p, total)) for p in phi)
+
+
+def blur(x: np.ndarray, sigma: float, margin: int = 0,
+         axes: tuple[int, int] = (0, 1)) -> np.ndarray:
+    """Gaussian blur of a float image over its two ``axes`` (height, width), edges extended
+    (scipy's mode 'nearest'), rounded the same on every machine: one ufunc at a time, in a fixed
+    order, in x's float type.
+
+    The outer ``margin`` pixels of each side are context only: the result, ``margin`` pixels
+    smaller at each side, is the middle of the blurred image, the same values to the bit.
+    """
+    weights = [x.dtype.type(v) for v in _gaussian_weights(float(sigma))]
+    r = len(weights) - 1
+    for axis in axes:
+        size = x.shape[axis]
+        n = size - 2 * margin  # outputs along this axis
+        if n < 1:
+            raise ValueError(f"margin {margin} leaves nothing of an image {x.shape}")
+        extra = max(r - margin, 0)  # the edge pixel repeated beyond each side
+        if extra:
+            x = np.take(x, np.clip(np.arange(-extra, size + extra), 0, size - 1), axis=axis)
+        centre = margin + extra  # where the first output's window is centred in x
+        cut = [slice(None)] * x.ndim
+
+        def window(offset: int) -> np.ndarray:
+            cut[axis] = slice(centre + offset, centre + offset + n)
+            return x[tuple(cut)]
+
+        out = np.multiply(window(0), weights[0])
+        pair = np.empty_like(out)
+        for k in range(1, r + 1):
+            np.add(window(-k), window(k), out=pair)
+            np.multiply(pair, weights[k], out=pair)
+            np.add(out, pair, out=out)
+        x = out
+    return x
 
 
 def bundled_photo(name: str) -> np.ndarray:
@@ -105,37 +206,57 @@ class Shot:
 
     @classmethod
     def draw(cls, rng: np.random.Generator) -> "Shot":
-        return cls(exposure=float(2.0 ** rng.uniform(-0.35, 0.35)),
-                   iso=float(2.0 ** rng.uniform(-1.0, 1.0)),
+        return cls(exposure=exp2(float(rng.uniform(-0.35, 0.35))),
+                   iso=exp2(float(rng.uniform(-1.0, 1.0))),
                    jpeg_quality=int(rng.integers(72, 91)))
 
 
 def simulate_phone(region: np.ndarray, origin: tuple[int, int], frame: tuple[int, int],
-                   profile: PhoneProfile, shot: Shot, rng: np.random.Generator) -> np.ndarray:
+                   profile: PhoneProfile, shot: Shot, rng: np.random.Generator,
+                   margin: int = 0) -> np.ndarray:
     """Render a region of a scene as the simulated phone would have recorded it.
 
     region: (h, w, 3) uint8, a window of a frame of size ``frame`` = (H, W) whose top-left corner
     sits at ``origin`` = (y, x); the position drives the vignetting. Returns (h, w, 3) uint8
-    (before JPEG compression).
+    (before JPEG compression). With ``margin`` > 0 the outer ``margin`` pixels of each side are
+    context for the blur only, and the result is the middle (h - 2 margin, w - 2 margin, 3): the
+    same pixels as the middle of the full result, computed faster.
     """
-    x = region.astype(np.float32) / 255.0
-    x = gaussian_filter(x, sigma=(profile.blur_sigma, profile.blur_sigma, 0), mode="nearest")
-    x = x * shot.exposure * np.asarray(profile.cast, dtype=np.float32)
-    # Vignetting: brightness falls off with the squared distance from the frame centre.
     h, w = region.shape[:2]
+    m = margin
+    # Only exactly rounded operations, in float32 (see "Same bytes on every CPU"), on colour planes
+    # (3, h, w) so that each step runs over contiguous memory, mostly in place.
+    x = np.divide(np.ascontiguousarray(region.transpose(2, 0, 1)), 255.0, dtype=_FLOAT)
+    x = blur(x, profile.blur_sigma, m, axes=(1, 2))
+    x *= np.multiply(shot.exposure, profile.cast).astype(_FLOAT)[:, None, None]
+    # Vignetting: brightness falls off with the squared distance from the frame centre.
     fh, fw = frame
-    yy = (np.arange(h, dtype=np.float32) + origin[0] - (fh - 1) / 2) / (fh / 2)
-    xx = (np.arange(w, dtype=np.float32) + origin[1] - (fw - 1) / 2) / (fw / 2)
-    r2 = (yy[:, None] ** 2 + xx[None, :] ** 2) / 2.0
-    x = x * (1.0 - profile.vignetting * r2)[..., None]
-    luma = x @ LUMA_BT601
-    x = luma[..., None] + (x - luma[..., None]) * (1.0 - profile.desaturation)
+    yy = (np.arange(m, h - m, dtype=_FLOAT) + _FLOAT(origin[0] - (fh - 1) / 2)) / _FLOAT(fh / 2)
+    xx = (np.arange(m, w - m, dtype=_FLOAT) + _FLOAT(origin[1] - (fw - 1) / 2)) / _FLOAT(fw / 2)
+    r2 = (yy[:, None] * yy[:, None] + xx[None, :] * xx[None, :]) / _FLOAT(2)
+    x *= _FLOAT(1) - _FLOAT(profile.vignetting) * r2
+    # Luma as three products and two sums in a fixed order (a BLAS dot product's order and fused
+    # multiply-adds depend on the CPU), then desaturation: luma + (x - luma) * (1 - d).
+    wr, wg, wb = LUMA_BT601.astype(_FLOAT)
+    luma = x[0] * wr
+    luma += x[1] * wg
+    luma += x[2] * wb
+    x -= luma
+    x *= _FLOAT(1.0 - profile.desaturation)
+    x += luma
     # Sensor saturation (highlights clip), then a compressive tone curve into a narrower range.
-    x = np.clip(x, 0.0, 1.0) ** profile.gamma
-    x = profile.black + (profile.white - profile.black) * x
-    variance = shot.iso * (profile.noise_gain * x + profile.noise_floor)
-    x = x + rng.standard_normal(x.shape, dtype=np.float32) * np.sqrt(variance)
-    return float_to_uint8(x)
+    x = tone_curve(np.clip(x, 0.0, 1.0, out=x), profile.gamma, out=x)
+    x *= _FLOAT(profile.white - profile.black)
+    x += _FLOAT(profile.black)
+    # Signal-dependent noise, variance iso * (gain * x + floor); drawn for the whole region in
+    # (h, w, 3) order, so the margin changes no draw.
+    sd = np.multiply(x, _FLOAT(profile.noise_gain))
+    sd += _FLOAT(profile.noise_floor)
+    sd *= _FLOAT(shot.iso)
+    np.sqrt(sd, out=sd)
+    sd *= rng.standard_normal(region.shape, dtype=_FLOAT)[m:h - m, m:w - m].transpose(2, 0, 1)
+    x += sd
+    return np.ascontiguousarray(float_to_uint8(x).transpose(1, 2, 0))
 
 
 def jpeg_bytes(rgb: np.ndarray, quality: int) -> bytes:
@@ -188,8 +309,7 @@ def _pair(pyramid: _Pyramid, profile: PhoneProfile, rng: np.random.Generator,
     y0, x0 = y - dy - _PAD, x - dx - _PAD
     region = level[y0:y0 + PATCH + 2 * _PAD, x0:x0 + PATCH + 2 * _PAD]
     shot = Shot.draw(rng)
-    phone = simulate_phone(region, (y0, x0), (fh, fw), profile, shot, rng)
-    phone = np.ascontiguousarray(phone[_PAD:_PAD + PATCH, _PAD:_PAD + PATCH])
+    phone = simulate_phone(region, (y0, x0), (fh, fw), profile, shot, rng, margin=_PAD)
     return SamplePair(index=index, phone_jpeg=jpeg_bytes(phone, shot.jpeg_quality),
                       dslr_jpeg=jpeg_bytes(dslr, DSLR_JPEG_QUALITY), dx=dx, dy=dy)
 
