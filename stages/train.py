@@ -22,6 +22,11 @@ from stages.common import (PARAMS, ParamsError, fail, load_params, reports_write
                            write_json, write_text)
 
 
+# A generator this far below the input on validation is not written without --accept-worse;
+# closer than that (a smoke test's few steps) it is written with a warning.
+WORSE_REFUSED_DB = 1.0
+
+
 @reports_write_errors
 def main(
     params: Path = typer.Option(PARAMS, help="params file (reads model, loss, train)"),
@@ -64,13 +69,16 @@ def main(
         fail(str(exc))
     if trainer.dist.main:
         gain = result.validation["psnr"] - result.baseline["psnr"]
-        if not gain >= 0 and not accept_worse:  # `not >=` also catches NaN
+        scores = (f"the trained generator scores {result.validation['psnr']:.2f} dB on "
+                  f"validation, {-gain:.2f} dB below the input's {result.baseline['psnr']:.2f} dB")
+        if not gain >= -WORSE_REFUSED_DB and not accept_worse:  # `not >=` also catches NaN
             write_curves(trainer, curves)
-            fail(f"the trained generator scores {result.validation['psnr']:.2f} dB on validation, "
-                 f"below the input's {result.baseline['psnr']:.2f} dB: it would make photos worse "
-                 f"than leaving them alone, so {model} was not written (the run stays in "
-                 f"{checkpoint}; see {curves}). Change the settings and run again, or pass "
-                 "--accept-worse to write it anyway")
+            fail(f"{scores}: it would make photos worse than leaving them alone, so {model} was "
+                 f"not written (the run stays in {checkpoint}; see {curves}). Change the settings "
+                 "and run again, or pass --accept-worse to write it anyway")
+        if gain < 0:  # a short or smoke run: written, but never silently
+            typer.secho(f"warning: {scores}; written anyway, as it is within "
+                        f"{WORSE_REFUSED_DB:g} dB (a short run?)", fg=typer.colors.YELLOW, err=True)
         write_outputs(trainer, result, spec_params, model, metrics, curves)
         typer.echo(f"{model}: step {result.step}, validation PSNR {result.validation['psnr']:.2f} dB "
                    f"({gain:+.2f} dB over the input), MS-SSIM {result.validation['ms_ssim']:.4f}; "

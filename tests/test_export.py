@@ -158,8 +158,8 @@ def test_failed_export_leaves_no_file_and_keeps_the_old_one(unet, tmp_path, monk
     target = tmp_path / "generator.ts"
     target.write_bytes(b"the previous export")
 
-    def broken_save(module, path, _extra_files=None):
-        Path(path).write_bytes(b"half a file")
+    def broken_save(module, destination, _extra_files=None):
+        destination.write(b"half a file")  # torch.jit.save into the in-memory buffer
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch.jit, "save", broken_save)

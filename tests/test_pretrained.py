@@ -179,7 +179,7 @@ def test_the_regeneration_script_runs_the_pipeline_and_publishes(dped_mini, tmp_
                   "d_width": 8, "d_layers": 2},
         "train": {"steps": 3, "batch_size": 2, "val_every": 3, "val_patches": 4,
                   "checkpoint_every": 3, "device": "cpu"},
-        "evaluate": {"device": "cpu", "saved_photos": 0}}))
+        "evaluate": {"device": "cpu", "saved_photos": 1}}))
     folder = tmp_path / "pretrained"
     env = {**os.environ, "PYTHON": sys.executable, "RECIPE": str(recipe), "NAME": "tiny",
            "WORK": str(tmp_path / "work"), "PRETRAINED_DIR": str(folder)}

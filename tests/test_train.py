@@ -438,12 +438,14 @@ def test_the_stage_refuses_a_generator_worse_than_the_input(patches, tmp_path, m
     def worse(self, **kwargs):
         result = real_fit(self, **kwargs)
         return TrainResult(**{**result.__dict__, "validation": {
-            **result.validation, "psnr": result.baseline["psnr"] - 0.5, "ms_ssim": float("nan")}})
+            **result.validation, "psnr": result.baseline["psnr"] - drop[0],
+            "ms_ssim": float("nan")}})
 
+    drop = [1.5]
     monkeypatch.setattr(Trainer, "fit", worse)
     args = stage_args(tmp_path, params, patches)
     result = CliRunner().invoke(app, args)
-    assert result.exit_code == 1 and "below the input's" in result.output
+    assert result.exit_code == 1 and "1.50 dB below the input's" in result.output
     assert "--accept-worse" in result.output
     assert not (tmp_path / "models" / "generator.pt").exists()
     assert not (tmp_path / "metrics" / "train.json").exists()
@@ -454,6 +456,9 @@ def test_the_stage_refuses_a_generator_worse_than_the_input(patches, tmp_path, m
     metrics = json.loads((tmp_path / "metrics" / "train.json").read_text(),
                          parse_constant=lambda c: pytest.fail(f"bare {c} in train.json"))
     assert metrics["val"]["ms_ssim"] is None
+    drop[0] = 0.3  # slightly worse (a short run): written, with a warning
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0 and "warning:" in result.output and "0.30 dB below" in result.output
 
 
 class _RunsCode:
