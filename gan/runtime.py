@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import re
 
 import torch
 
@@ -27,17 +28,41 @@ def keep_freed_memory(mmap_threshold: int = 512 << 20, trim_threshold: int = 1 <
                 and libc.mallopt(m_trim_threshold, trim_threshold))
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """'auto' | 'cpu' | 'cuda' (a params value) -> the torch device; CUDA GPU ``local_rank``."""
+DEVICES = "auto, cpu, cuda, cuda:N or mps"
+
+
+def resolve_device(name: str, local_rank: int = 0, auto_mps: bool = False) -> torch.device:
+    """'auto' | 'cpu' | 'cuda' | 'cuda:N' | 'mps' -> the torch device. 'cuda' is GPU
+    ``local_rank`` (a process's own GPU under torchrun); 'auto' takes a CUDA GPU, else (with
+    ``auto_mps``: inference, which MPS runs; training there is untested) Apple's MPS, else the
+    CPU. A device that is not there is a RuntimeError saying what is."""
+    name = str(name).strip().lower()
     if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("device is cuda but no CUDA GPU is visible; set it to auto or cpu")
-        return torch.device("cuda", local_rank)
-    if name != "cpu":
-        raise ValueError(f"device must be auto, cpu or cuda, got {name!r}")
-    return torch.device("cpu")
+        name = ("cuda" if torch.cuda.is_available()
+                else "mps" if auto_mps and _mps_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "mps":
+        if not _mps_available():
+            raise RuntimeError("device mps: Apple's Metal (MPS) backend is not available here; "
+                               "use auto or cpu")
+        return torch.device("mps")
+    match = re.fullmatch(r"cuda(?::(\d+))?", name)
+    if match is None:
+        raise ValueError(f"device must be {DEVICES}, got {name!r}")
+    index = int(match[1]) if match[1] is not None else local_rank
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise RuntimeError(f"device {name}: no CUDA GPU is visible; use auto or cpu")
+    if index >= count:
+        raise RuntimeError(f"device {name}: only {count} CUDA GPU(s) are visible "
+                           f"(cuda:0{f'..cuda:{count - 1}' if count > 1 else ''})")
+    return torch.device("cuda", index)
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
 
 
 PRECISIONS = ("auto", "fp32", "bf16")

@@ -57,11 +57,17 @@ class Outcome:
 def main(
     inputs: list[str] = typer.Argument(..., metavar="INPUT...",
                                        help="photos, folders or glob patterns"),
-    out: Path = typer.Option(..., "--out", "-o", help="output folder (created if needed)"),
+    out: Path | None = typer.Option(None, "--out", "-o",
+                                    help="output folder (created if needed); the photos keep "
+                                         "their names (and subfolders), plus --suffix"),
+    suffix: str = typer.Option("", help="added to each output's name before its extension, "
+                                        "e.g. _enhanced; without -o the outputs go beside "
+                                        "their inputs"),
     model: str = typer.Option(DEFAULT_MODEL, help="generator (--method ours): a checkpoint file or "
                               "a registered name (models/pretrained/registry.json)"),
     method: EnhanceMethod = typer.Option(EnhanceMethod.ours, help="ours (the GAN), clhe or npea"),
-    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N | mps (auto: a CUDA GPU, "
+                                            "else Apple's MPS, else the CPU)"),
     tile: int = typer.Option(DEFAULT_TILE, help="tile side in pixels (0: whole photo at once)"),
     overlap: int = typer.Option(DEFAULT_OVERLAP, help="pixels shared by neighbouring tiles"),
     quality: int = typer.Option(95, min=1, max=100, help="JPEG / WebP quality"),
@@ -74,6 +80,11 @@ def main(
     """Enhance photos with the trained generator (or a classical baseline)."""
     from stages.common import fail
 
+    if out is None and not suffix:
+        fail("say where the photos go: -o FOLDER, or --suffix (e.g. _enhanced) to write each "
+             "beside its input")
+    if any(c in suffix for c in "/\\") or suffix in (".", ".."):
+        fail(f"--suffix {suffix!r}: a suffix is part of a file name, without / or \\")
     if ext and ("." + ext.lower().lstrip(".")) not in SUFFIXES:
         fail(f"--ext {ext}: not a supported output format; use one of "
              f"{', '.join(sorted({s.lstrip('.') for s in SUFFIXES}))}")
@@ -81,7 +92,7 @@ def main(
         enhance = make_enhancer(method, model, device, tile, overlap)
     except (ValueError, RuntimeError) as exc:  # CheckpointError is a ValueError
         fail(str(exc))
-    jobs = plan_jobs(inputs, out, ext)
+    jobs = plan_jobs(inputs, out, ext, suffix)
     if not jobs:
         fail("no inputs")
     outcomes = run_jobs(jobs, enhance, force, quality, max_pixels, progress)
@@ -105,7 +116,7 @@ def make_enhancer(method: EnhanceMethod, model: str, device: str, tile: int, ove
 
         plan_tiles(1, 1, tile, overlap)  # checks tile / overlap before the model loads
         keep_freed_memory()  # every tile allocates the same large blocks (see gan.runtime)
-        torch_device = resolve_device(device)
+        torch_device = resolve_device(device, auto_mps=True)
         generator = load_generator(resolve_model(model), torch_device)
 
         def run_generator(rgb, on_tile=None):
@@ -126,31 +137,39 @@ def make_enhancer(method: EnhanceMethod, model: str, device: str, tile: int, ove
     return run_baseline
 
 
-def plan_jobs(inputs: list[str], out: Path, ext: str) -> list[Job]:
-    """One job per photo found; inputs that name nothing become failed jobs (reported)."""
+def plan_jobs(inputs: list[str], out: Path | None, ext: str, suffix: str = "") -> list[Job]:
+    """One job per photo found; inputs that name nothing become failed jobs (reported).
+    Outputs go to ``out`` under the input's name (and subfolder); ``suffix`` is added to the
+    name's stem; with ``out`` None, each output goes beside its input."""
     jobs: list[Job] = []
+
+    def target(photo: Path, relative: Path) -> Path:
+        return (out / relative) if out is not None else photo
+
     for given in inputs:
         path = Path(given)
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file()
-                           and p.suffix.lower() in SUFFIXES)
+                           and p.suffix.lower() in SUFFIXES
+                           # a rerun with --suffix must not enhance the last run's outputs
+                           and not (suffix and p.stem.endswith(suffix)))
             if not found:
                 jobs.append(Job(None, None, given, f"{given}: no supported images in the folder"))
-            jobs += [Job(p, out / p.relative_to(path), str(p)) for p in found]
+            jobs += [Job(p, target(p, p.relative_to(path)), str(p)) for p in found]
         elif path.exists() or not glob.has_magic(given):
             # A missing file is a job too: reading it gives the precise error for the summary.
-            jobs.append(Job(path, out / path.name, given))
+            jobs.append(Job(path, target(path, Path(path.name)), given))
         else:
             matches = sorted(Path(m) for m in glob.glob(given, recursive=True))
             files = [m for m in matches if m.is_file()]
             if not files:
                 jobs.append(Job(None, None, given, f"{given}: the pattern matches no file"))
-            jobs += [Job(m, out / m.name, str(m)) for m in files]
-    if ext:
-        suffix = "." + ext.lower().lstrip(".")
-        for job in jobs:
-            if job.target is not None:
-                job.target = job.target.with_suffix(suffix)
+            jobs += [Job(m, target(m, Path(m.name)), str(m)) for m in files]
+    extension = "." + ext.lower().lstrip(".") if ext else None
+    for job in jobs:
+        if job.target is not None:
+            job.target = job.target.with_name(
+                job.target.stem + suffix + (extension or job.target.suffix))
     _mark_clashes(jobs)
     return jobs
 

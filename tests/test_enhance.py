@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -263,3 +264,37 @@ def test_a_killed_runs_temporary_is_cleaned_and_a_live_ones_is_not(model, photos
     assert code == 0, output
     assert "removed 1 temporary file(s) that a killed run left behind" in output
     assert not killed.exists() and live.exists()
+
+
+def test_suffix_names_the_outputs_and_without_o_writes_beside_the_inputs(model, photos, tmp_path):
+    folder = tmp_path / "shoot"
+    shutil.copytree(photos, folder)
+    code, output = enhance(str(folder), "--suffix", "_enhanced", "--model", str(model))
+    assert code == 0, output
+    made = sorted(str(p.relative_to(folder)) for p in folder.rglob("*_enhanced.*"))
+    assert made == ["a_enhanced.jpg", "c_enhanced.png", "sub/b_enhanced.jpg"]
+    code, output = enhance(str(folder), "--suffix", "_enhanced", "--model", str(model),
+                           "--force")  # a rerun does not enhance its own outputs again
+    assert code == 0 and not list(folder.rglob("*_enhanced_enhanced.*"))
+    out = tmp_path / "out"
+    code, output = enhance(str(folder / "a.jpg"), "-o", str(out), "--suffix", "-v2", "--ext",
+                           "png", "--model", str(model))
+    assert code == 0 and (out / "a-v2.png").exists()
+
+
+def test_without_o_or_suffix_the_destination_is_asked_for(model, photos):
+    code, output = enhance(str(photos / "a.jpg"), "--model", str(model))
+    assert code == 1 and "-o FOLDER, or --suffix" in output
+    code, output = enhance(str(photos / "a.jpg"), "--suffix", "x/y", "--model", str(model))
+    assert code == 1 and "without /" in output
+
+
+def test_a_device_that_is_not_there_is_one_line(model, photos, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    code, output = enhance(str(photos / "a.jpg"), "-o", str(tmp_path), "--model", str(model),
+                           "--device", "cuda:1")
+    assert code == 1 and "device cuda:1: no CUDA GPU is visible" in output
+    code, output = enhance(str(photos / "a.jpg"), "-o", str(tmp_path), "--model", str(model),
+                           "--device", "tpu")
+    assert code == 1 and "device must be auto, cpu, cuda, cuda:N or mps" in output
