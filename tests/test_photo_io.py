@@ -12,6 +12,7 @@ import io
 import itertools
 import re
 import struct
+import sys
 import warnings
 import zlib
 from pathlib import Path
@@ -109,7 +110,10 @@ def test_output_format_follows_the_suffix_case_insensitively(tmp_path: Path) -> 
     assert output_format(tmp_path / "a.jpeg") == "JPEG"
     assert output_format(tmp_path / "a.Tiff") == "TIFF"
     assert {output_format(Path("x" + s)) for s in photo_io.SUFFIXES} == {
-        "JPEG", "PNG", "TIFF", "WEBP", "BMP"}
+        "JPEG", "PNG", "TIFF", "WEBP", "BMP", "HEIF", "AVIF"}
+    assert output_format(tmp_path / "IMG_0001.HEIC") == "HEIF"
+    assert output_format(tmp_path / "a.heif") == "HEIF"
+    assert output_format(tmp_path / "a.avif") == "AVIF"
     for name in ("out.gif", "out"):
         with pytest.raises(PhotoError, match=name):
             output_format(tmp_path / name)
@@ -646,6 +650,129 @@ def test_quality_sets_jpeg_and_webp_compression(tmp_path: Path) -> None:
         write_photo(tmp_path / "q.jpg", noisy, like=photo, quality=0)
 
 
+# HEIC/HEIF (pillow-heif) and AVIF (Pillow's own)
+
+
+def make_heif_or_avif(path: Path, rgb: np.ndarray = SOURCE, quality: int = 100) -> bytes:
+    """An iPhone-like photo stored turned (EXIF orientation 6: turn it clockwise to view), with
+    camera EXIF and an sRGB profile, written by pillow-heif (HEIC) or Pillow (AVIF). Returns the
+    profile. Upright, it is ``rgb``."""
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    icc = srgb_icc()
+    stored = np.ascontiguousarray(np.rot90(rgb, 1))  # counter-clockwise: viewers turn it back
+    Image.fromarray(stored).save(path, exif=exif_with(orientation=6).tobytes(), icc_profile=icc,
+                                 quality=quality)
+    return icc
+
+
+def assert_camera_exif(exif: bytes | None) -> None:
+    parsed = Image.Exif()
+    parsed.load(exif)
+    assert parsed.get(274, 1) == 1  # reset (Pillow's AVIF writer moves it out of the EXIF)
+    assert (parsed.get(271), parsed.get(272), parsed.get(306)) == (
+        "Canon", "EOS 5D Mark IV", "2024:05:06 07:08:09")
+    assert float(parsed.get_ifd(0x8769)[33434]) == pytest.approx(0.008)
+
+
+@pytest.mark.parametrize("out_suffix", [".heic", ".avif", ".jpg"])
+@pytest.mark.parametrize("in_suffix", [".heic", ".avif"])
+def test_heic_and_avif_round_trip(tmp_path: Path, in_suffix: str, out_suffix: str) -> None:
+    source = tmp_path / f"IMG_0001{in_suffix}"
+    icc = make_heif_or_avif(source)
+    assert image_size(source) == (W, H)
+    photo = read_photo(source)
+    assert (photo.format, photo.bits, photo.grayscale) == (photo_io.SUFFIXES[in_suffix], 8, False)
+    assert photo.rgb.shape == (H, W, 3) and photo.alpha is None  # upright
+    assert psnr(photo.rgb, SOURCE / 255) > 30  # upright the right way round: turned, ~10 dB
+    assert photo.icc_profile == icc
+    assert_camera_exif(photo.exif)
+
+    out = tmp_path / f"out{out_suffix}"
+    write_photo(out, photo.rgb, like=photo, quality=95)
+    with Image.open(out) as im:  # stored upright, nothing left for a viewer to turn
+        assert im.format == photo_io.SUFFIXES[out_suffix]
+        assert im.size == (W, H) and im.getexif().get(274, 1) == 1
+        assert im.info.get("original_orientation") in (None, 1)  # pillow-heif's, before reset
+    back = read_photo(out)
+    assert back.rgb.shape == (H, W, 3)
+    assert psnr(back.rgb, photo.rgb) > 30
+    assert back.icc_profile == icc
+    assert_camera_exif(back.exif)
+
+
+def test_heic_and_avif_gray_and_alpha(tmp_path: Path) -> None:
+    gray_in, alpha_in = tmp_path / "gray.png", tmp_path / "alpha.png"
+    Image.fromarray(GRAY).save(gray_in)
+    Image.fromarray(np.dstack([SOURCE, ALPHA])).save(alpha_in)
+    gray, alpha = read_photo(gray_in), read_photo(alpha_in)
+    for suffix, keeps_gray in ((".heic", False), (".avif", True)):  # HEIC: colour, for Apple
+        out = tmp_path / f"gray{suffix}"
+        write_photo(out, gray.rgb, like=gray, quality=100)
+        back = read_photo(out)
+        assert back.grayscale == keeps_gray and psnr(back.rgb, gray.rgb) > 30
+        out = tmp_path / f"alpha{suffix}"
+        write_photo(out, alpha.rgb, like=alpha, quality=100)
+        back = read_photo(out)
+        assert back.alpha is not None and psnr(back.alpha / 255, ALPHA / 255) > 25
+
+
+def test_quality_sets_heic_and_avif_compression(tmp_path: Path) -> None:
+    source = tmp_path / "in.png"
+    Image.fromarray(SOURCE).save(source)
+    photo = read_photo(source)
+    noisy = np.clip(photo.rgb + np.random.default_rng(0).normal(0, 0.05, photo.rgb.shape), 0, 1)
+    for suffix in (".heic", ".avif"):
+        sizes = {}
+        for quality in (30, 95):
+            out = tmp_path / f"q{quality}{suffix}"
+            write_photo(out, noisy, like=photo, quality=quality)
+            sizes[quality] = out.stat().st_size
+        assert sizes[30] < sizes[95], suffix
+
+
+@pytest.mark.parametrize("suffix", [".heic", ".avif"])
+def test_damaged_heic_and_avif_are_refused(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"cut{suffix}"
+    big = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    make_heif_or_avif(path, big)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    assert_photo_error(path, "truncated or damaged|cannot read the image header|not a JPEG")
+    path.write_bytes(data[:24] + bytes(200))  # a HEIF/AVIF start, then nothing sensible
+    assert_photo_error(path, "truncated or damaged|cannot read the image header|not a JPEG")
+
+
+def test_heif_plugin_is_registered_lazily(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(photo_io, "_heif_state", None)
+    jpeg = tmp_path / "in.jpg"
+    Image.fromarray(SOURCE).save(jpeg)
+    read_photo(jpeg)
+    write_photo(tmp_path / "out.png", read_photo(jpeg).rgb, like=read_photo(jpeg))
+    assert photo_io._heif_state is None  # a JPEG-only run never loads libheif
+    heic = tmp_path / "in.heic"
+    make_heif_or_avif(heic)
+    read_photo(heic)
+    assert photo_io._heif_state is True
+
+
+def test_without_pillow_heif_heic_is_a_clear_error(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    heic, png = tmp_path / "IMG_0001.heic", tmp_path / "in.png"
+    make_heif_or_avif(heic)
+    Image.fromarray(SOURCE).save(png)
+    monkeypatch.setitem(sys.modules, "pillow_heif", None)  # import pillow_heif: ImportError
+    monkeypatch.setattr(photo_io, "_heif_state", None)
+    assert_photo_error(heic, "pip install pillow-heif")
+    photo = read_photo(png)  # everything else still works
+    out = tmp_path / "out.heic"
+    with pytest.raises(PhotoError, match=r"out\.heic.*pip install pillow-heif"):
+        write_photo(out, photo.rgb, like=photo)
+    assert not out.exists()
+    assert photo_io._heif_state is False
+
+
 # ------------------------------------------------------------------------------------------
 # bad input
 
@@ -660,7 +787,7 @@ def assert_photo_error(path: Path, match: str, **kwargs) -> None:
 def test_not_an_image(tmp_path: Path) -> None:
     path = tmp_path / "notes.jpg"
     path.write_text("these are my holiday notes, not a photo\n")
-    assert_photo_error(path, "not a JPEG, PNG, TIFF, WebP or BMP image")
+    assert_photo_error(path, "not a JPEG, PNG, TIFF, WebP, BMP, HEIC or AVIF image")
     with pytest.raises(PhotoError, match="notes.jpg"):
         image_size(path)
 
@@ -668,7 +795,7 @@ def test_not_an_image(tmp_path: Path) -> None:
 def test_unsupported_format_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "anim.gif"
     Image.fromarray(SOURCE).save(path)
-    assert_photo_error(path, "not a JPEG, PNG, TIFF, WebP or BMP image")
+    assert_photo_error(path, "not a JPEG, PNG, TIFF, WebP, BMP, HEIC or AVIF image")
 
 
 @pytest.mark.parametrize("kind", ["jpg", "png", "png16", "tif16", "webp"])

@@ -1,9 +1,9 @@
 """Reading and writing real photos for the ``enhance`` command.
 
-``read_photo`` turns a JPEG, PNG, TIFF, WebP or BMP file into a :class:`Photo`: upright
-``(H, W, 3) float32`` RGB in [0, 1] plus what is needed to write the result back faithfully
-(alpha, bit depth, grayscale, EXIF, ICC profile). ``write_photo`` writes enhanced RGB in the format
-the output suffix names, atomically.
+``read_photo`` turns a JPEG, PNG, TIFF, WebP, BMP, HEIC/HEIF or AVIF file into a
+:class:`Photo`: upright ``(H, W, 3) float32`` RGB in [0, 1] plus what is needed to write the result
+back faithfully (alpha, bit depth, grayscale, EXIF, ICC profile). ``write_photo`` writes enhanced
+RGB in the format the output suffix names, atomically.
 
 Choices, and why:
 
@@ -14,6 +14,24 @@ Choices, and why:
   libpng; tifffile also needs it to decode LZW, PackBits and JPEG-compressed TIFFs, which
   Photoshop and Lightroom write). Pillow still parses every header, so the size check, the ICC
   profile and the EXIF come from one place.
+- **HEIC/HEIF through pillow-heif, AVIF through Pillow itself.** pillow-heif (libheif with
+  libde265/x265) is a Pillow plugin for HEIF; since its 1.0 it no longer handles AVIF, which
+  Pillow (11.3+) reads and writes natively with libavif. The plugin is registered lazily, the first
+  time a file that looks like ISO-BMFF (``ftyp``) is read or a ``.heic``/``.heif`` is written (its
+  import loads libheif), once, and with no options, so pillow-heif's global options stay at their
+  defaults; what that changes for the rest of the process is only that Pillow then also knows the
+  "HEIF" format. photo_io's own reads still name their formats, HEIF before AVIF unless the file's
+  brands say AVIF (Pillow's AVIF opener also claims the generic ``mif1`` brand). Without
+  pillow-heif a HEIC file is a PhotoError saying how to install it. Both decoders give 8 bits per
+  sample (10- and 12-bit files are reduced to 8: pillow-heif as a Pillow plugin converts them,
+  and Pillow's AVIF decoder has no 16-bit mode), and both formats are written with 8 bits.
+  Orientation: libheif applies the file's rotation/mirror (irot/imir) itself and pillow-heif
+  resets the EXIF tag to 1, so HEIF pixels arrive upright; Pillow's AVIF opener instead reports
+  irot/imir as the EXIF orientation, which is then applied here as for JPEG. When writing AVIF,
+  Pillow moves the EXIF orientation into the container and re-serialises the EXIF (the one
+  format whose EXIF is not carried byte for byte). HEIC is written 4:2:0 and in colour always
+  (4:4:4 and monochrome need HEVC profiles that Apple's decoders lack); AVIF gets 4:4:4 chroma at
+  quality 90+, as JPEG does, and grayscale stays grayscale.
 - **One pixel-limit check, ours.** ``max_pixels`` is checked on the header's width x height before
   any pixel is decoded (WebP's size is read from its RIFF header first, because Pillow's WebP
   opener already allocates the canvas). Pillow's own decompression-bomb limit is a process-wide
@@ -40,8 +58,9 @@ Choices, and why:
   pixel for 8-bit RGB); a write quantises in strips of about a megapixel into one integer array,
   so neither holds more than a couple of full-size copies.
 
-Not carried: XMP and IPTC metadata, further frames of multi-frame files. 16-bit grayscale+alpha
-TIFFs cannot be read (Pillow cannot identify them).
+Not carried: XMP and IPTC metadata, further frames of multi-frame files, HEIF depth maps,
+auxiliary images and thumbnails. 16-bit grayscale+alpha TIFFs cannot be read (Pillow cannot
+identify them).
 """
 
 from __future__ import annotations
@@ -78,13 +97,22 @@ SUFFIXES: dict[str, str] = {
     ".tiff": "TIFF",
     ".webp": "WEBP",
     ".bmp": "BMP",
+    ".heic": "HEIF",
+    ".heif": "HEIF",
+    ".avif": "AVIF",
 }
 
 _READ_FORMATS = ("JPEG", "PNG", "TIFF", "WEBP", "BMP")  # no EPS (Ghostscript), no exotica
-_ALPHA_FORMATS = {"PNG", "TIFF", "WEBP"}
+_ALPHA_FORMATS = {"PNG", "TIFF", "WEBP", "HEIF", "AVIF"}
 _SIXTEEN_BIT_FORMATS = {"PNG", "TIFF"}
-_METADATA_FORMATS = {"JPEG", "PNG", "TIFF", "WEBP"}  # can hold an ICC profile and EXIF
-_GRAY_FORMATS = {"JPEG", "PNG", "TIFF", "BMP"}  # WebP has no grayscale: written as RGB
+_METADATA_FORMATS = {"JPEG", "PNG", "TIFF", "WEBP", "HEIF", "AVIF"}  # can hold ICC and EXIF
+# WebP has no grayscale, HEIC's (HEVC RExt) is not widely decoded: both written as RGB
+_GRAY_FORMATS = {"JPEG", "PNG", "TIFF", "BMP", "AVIF"}
+_AVIF_BRANDS = {b"avif", b"avis"}
+_HEIF_INSTALL = ("reading and writing HEIC/HEIF needs the pillow-heif package, which is not "
+                 "installed: pip install pillow-heif")
+_AVIF_INSTALL = ("this Pillow was built without AVIF support (libavif); install a Pillow wheel "
+                 "of 11.3 or later: pip install -U pillow")
 
 _EXIF_PREFIX = b"Exif\x00\x00"
 _JPEG_MAX_EXIF = 65533  # one APP1 segment, its length field included
@@ -228,22 +256,81 @@ def _webp_size(head: bytes) -> tuple[int, int] | None:
     return None
 
 
+_heif_lock = threading.Lock()
+_heif_state: bool | None = None  # None: not tried yet; then whether pillow-heif is registered
+
+
+def _heif_ready() -> bool:
+    """Register pillow-heif's HEIF opener and saver with Pillow, the first time only (its import
+    loads libheif); False if pillow-heif is not installed."""
+    global _heif_state
+    with _heif_lock:
+        if _heif_state is None:
+            try:
+                import pillow_heif
+            except ImportError:
+                _heif_state = False
+            else:
+                pillow_heif.register_heif_opener()  # no options: its global defaults stay
+                _heif_state = True
+        return _heif_state
+
+
+def _avif_ready() -> bool:
+    from PIL import features
+
+    return bool(features.check_module("avif"))
+
+
+def _ftyp_brands(head: bytes) -> list[bytes] | None:
+    """The major and compatible brands of an ISO-BMFF file (HEIF, AVIF) from its first bytes,
+    as far as they reach; None if the file does not start with an ftyp box."""
+    if len(head) < 12 or head[4:8] != b"ftyp":
+        return None
+    end = min(len(head), max(16, int.from_bytes(head[:4], "big")))
+    return [head[8:12]] + [head[at : at + 4] for at in range(16, end - 3, 4)]
+
+
+def _read_formats(path: Path, head: bytes) -> tuple[str, ...]:
+    """The Pillow formats to try on a file that starts with ``head``; HEIF and AVIF need their
+    plugins, registered here when the file looks like one (and refused clearly without)."""
+    brands = _ftyp_brands(head)
+    if brands is None:
+        return _READ_FORMATS
+    if _AVIF_BRANDS.intersection(brands):
+        if not _avif_ready():
+            raise _fail(path, f"it is an AVIF image, but {_AVIF_INSTALL}")
+        return ("AVIF", "HEIF") if _heif_ready() else ("AVIF",)
+    if not _heif_ready():
+        raise _fail(path, f"it looks like a HEIC/HEIF image, but {_HEIF_INSTALL}")
+    return ("HEIF", "AVIF") if _avif_ready() else ("HEIF",)
+
+
+def _check_writer(path: Path, fmt: str) -> None:
+    """PhotoError if the plugin that writes ``fmt`` is missing (before anything is written)."""
+    if fmt == "HEIF" and not _heif_ready():
+        raise _fail(path, f"cannot write HEIC/HEIF: {_HEIF_INSTALL}")
+    if fmt == "AVIF" and not _avif_ready():
+        raise _fail(path, f"cannot write AVIF: {_AVIF_INSTALL}")
+
+
 @contextlib.contextmanager
 def _open_image(path: Path, max_pixels: int | None) -> Iterator[tuple[Image.Image, IO[bytes]]]:
     """The image opened by Pillow (header only) and its file, with the size checked."""
     with _open_binary(path) as fh:
         try:
-            head = fh.read(32)
+            head = fh.read(64)
             fh.seek(0)
         except OSError as exc:
             raise _fail(path, f"cannot read it: {_os_problem(exc)}") from exc
         if (size := _webp_size(head)) is not None:
             _check_pixels(path, size, max_pixels)
+        formats = _read_formats(path, head)
         try:
-            im = Image.open(fh, formats=_READ_FORMATS)
+            im = Image.open(fh, formats=formats)
         except UnidentifiedImageError as exc:
-            raise _fail(path, "not a JPEG, PNG, TIFF, WebP or BMP image, or a damaged one "
-                              "(Pillow cannot identify it)") from exc
+            raise _fail(path, "not a JPEG, PNG, TIFF, WebP, BMP, HEIC or AVIF image, or a "
+                              "damaged one (Pillow cannot identify it)") from exc
         except Exception as exc:  # a damaged header: Pillow raises many kinds
             raise _fail(path, f"cannot read the image header ({exc})") from exc
         with im:
@@ -376,7 +463,7 @@ def _decode(path: Path, im: Image.Image, fh: IO[bytes]) -> _Pixels:
         raise _fail(path, f"not enough memory to decode a {width}x{height} image") from exc
     except Exception as exc:  # truncated or corrupt data: Pillow, libpng and tifffile vary
         raise _fail(path, f"cannot decode the image data, the file is truncated or damaged "
-                          f"({type(exc).__name__}: {exc})") from exc
+                          f"({type(exc).__name__}: {str(exc).strip()})") from exc
 
 
 # --------------------------------------------------------------------------------------------
@@ -498,7 +585,8 @@ def _unpremultiply(rgb: np.ndarray, alpha: np.ndarray, maximum: int) -> None:
 
 
 def read_photo(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Photo:
-    """Read a JPEG, PNG, TIFF, WebP or BMP photo: upright float RGB plus what writing needs.
+    """Read a JPEG, PNG, TIFF, WebP, BMP, HEIC/HEIF or AVIF photo: upright float RGB plus what
+    writing needs.
 
     The file's width x height is checked against ``max_pixels`` (None: no limit) from its header,
     before decoding. Raises PhotoError, naming the file, for anything wrong with it.
@@ -629,7 +717,8 @@ def _atomic_output(path: Path, overwrite: bool = True) -> Iterator[IO[bytes]]:
 
 def _save_pillow(fh: IO[bytes], pixels: np.ndarray, fmt: str, icc: bytes | None,
                  exif: bytes | None, quality: int) -> None:
-    """JPEG, WebP, BMP, and 8-bit PNG: pixels (H, W, C) uint8 -> L, LA, RGB or RGBA."""
+    """JPEG, WebP, BMP, HEIF, AVIF and 8-bit PNG: pixels (H, W, C) uint8 -> L, LA, RGB or
+    RGBA."""
     im = Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels)
     options: dict[str, Any] = {}
     if icc:
@@ -644,6 +733,12 @@ def _save_pillow(fh: IO[bytes], pixels: np.ndarray, fmt: str, icc: bytes | None,
     elif fmt == "WEBP":
         # lossy colour, lossless alpha (alpha_quality 100); exact keeps colour under alpha 0
         options.update(quality=quality, alpha_quality=100, exact=True)
+    elif fmt == "HEIF":  # pillow-heif (x265), chroma 4:2:0: what every HEIC reader decodes
+        options["quality"] = quality
+    elif fmt == "AVIF":  # Pillow (libavif); grayscale gets 4:0:0 by default
+        options["quality"] = quality
+        if pixels.shape[2] >= 3 and quality >= 90:
+            options["subsampling"] = "4:4:4"
     im.save(fh, format=fmt, **options)
 
 
@@ -755,9 +850,10 @@ def write_photo(path: Path, rgb: np.ndarray, like: Photo, quality: int = 95,
     """Write enhanced ``rgb`` ((H, W, 3) float, clipped to [0, 1]) as ``like`` was read.
 
     The format follows the suffix. Kept where the format allows: bit depth (16 for PNG/TIFF),
-    grayscale (as ITU-R 601 luma), alpha (PNG, TIFF, WebP; dropped with a warning for JPEG and
-    BMP), the ICC profile and the EXIF (JPEG, PNG, TIFF, WebP). ``quality`` (1-100) applies to
-    JPEG and WebP; PNG and TIFF are lossless. Atomic: ``path`` is replaced only by a complete
+    grayscale (as ITU-R 601 luma; not for WebP and HEIC), alpha (PNG, TIFF, WebP, HEIC, AVIF;
+    dropped with a warning for JPEG and BMP), the ICC profile and the EXIF (all but BMP). HEIC and
+    AVIF are written with 8 bits. ``quality`` (1-100) applies to JPEG, WebP, HEIC and AVIF; PNG
+    and TIFF are lossless. Atomic: ``path`` is replaced only by a complete
     file; with ``overwrite=False`` an existing ``path`` is never replaced, even one that another
     process creates while this one encodes. Raises PhotoError, naming the file, when it cannot
     be written.
@@ -766,6 +862,7 @@ def write_photo(path: Path, rgb: np.ndarray, like: Photo, quality: int = 95,
     fmt = output_format(path)
     if not 1 <= quality <= 100:
         raise ValueError(f"quality must be 1-100, got {quality}")
+    _check_writer(path, fmt)
     _check_rgb(path, rgb, like)
     dtype = np.dtype(np.uint16 if like.bits == 16 and fmt in _SIXTEEN_BIT_FORMATS else np.uint8)
     gray = like.grayscale and fmt in _GRAY_FORMATS
