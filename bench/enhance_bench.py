@@ -4,7 +4,7 @@
     python bench/enhance_bench.py --methods ours --sizes 4032x3024
 
 Methods: ours (Dense U-Net, the default architecture, tiled as the enhance command runs it),
-ours whole (no tiling, the 720p photo only: the memory tiling saves), dped_resnet (DPED's
+ours_bf16 (the same under bf16 autocast: `enhance --precision bf16`), ours whole (no tiling, the 720p photo only: the memory tiling saves), dped_resnet (DPED's
 generator, same tiling), CLHE and NPEA. Generators are freshly initialised: their cost does not
 depend on the weights. The photo is a real one (scikit-image's astronaut) resized. Each
 (method, size) runs in a fresh process, so its peak RSS is its own; that includes Python,
@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-METHODS = ("ours", "ours_whole", "dped_resnet", "clhe", "npea")
+METHODS = ("ours", "ours_bf16", "ours_whole", "dped_resnet", "clhe", "npea")
 SIZES = ("1280x720", "4032x3024")
 
 
@@ -49,12 +49,16 @@ def enhancer(method: str):
     from gan.deploy.inference import enhance_array
     from gan.networks import build_generator
 
-    if method in ("ours", "ours_whole", "dped_resnet"):
+    if method in ("ours", "ours_bf16", "ours_whole", "dped_resnet"):
+        import torch
+
         from gan.runtime import keep_freed_memory
 
         keep_freed_memory()  # as the enhance command does
         generator = build_generator("dped_resnet" if method == "dped_resnet" else "dense_unet").eval()
         tiling = {"tile": 0} if method == "ours_whole" else {}  # else the enhance defaults
+        if method == "ours_bf16":
+            tiling["dtype"] = torch.bfloat16
 
         def run(image):
             return enhance_array(generator, image.astype(np.float32) / 255.0, **tiling)

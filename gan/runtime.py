@@ -101,6 +101,29 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if name == "bf16" else None
 
 
+INFERENCE_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def resolve_inference_precision(name: str, device: torch.device) -> torch.dtype | None:
+    """'auto' | 'fp32' | 'bf16' | 'fp16' -> the autocast dtype of inference, None for fp32.
+
+    auto: bf16 where the hardware computes it (a CUDA GPU that supports it, a CPU with
+    AVX512-BF16/AMX), else fp32. fp16 only on a CUDA GPU: CPUs have no fast fp16 convolutions
+    and its range (65,504) is the risk bf16 avoids. A choice the device cannot run is a
+    ValueError saying what it can."""
+    if name not in INFERENCE_PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(INFERENCE_PRECISIONS)}, got "
+                         f"{name!r}")
+    if name == "fp16":
+        if device.type != "cuda":
+            raise ValueError(f"precision fp16 needs a CUDA GPU (the device is {device}); use "
+                             "bf16 or fp32")
+        return torch.float16
+    if name == "auto" and device.type not in ("cpu", "cuda"):
+        return None  # MPS: fp32, the one precision every MPS op runs in
+    return resolve_precision(name, device)
+
+
 def describe_cpu(cpuinfo: str = "/proc/cpuinfo") -> str:
     """'AMD EPYC 9R14, 2 threads, avx512_bf16' style: what a model card or a benchmark records
     as the machine (the model name, the threads torch uses, native bf16 or not)."""

@@ -68,9 +68,11 @@ def main(
     method: EnhanceMethod = typer.Option(EnhanceMethod.ours, help="ours (the GAN), clhe or npea"),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N | mps (auto: a CUDA GPU, "
                                             "else Apple's MPS, else the CPU)"),
+    precision: str = typer.Option("auto", help="auto | fp32 | bf16 | fp16 (auto: bf16 where the "
+                                               "hardware computes it, else fp32; fp16: CUDA only)"),
     tile: int = typer.Option(DEFAULT_TILE, help="tile side in pixels (0: whole photo at once)"),
     overlap: int = typer.Option(DEFAULT_OVERLAP, help="pixels shared by neighbouring tiles"),
-    quality: int = typer.Option(95, min=1, max=100, help="JPEG / WebP quality"),
+    quality: int = typer.Option(95, min=1, max=100, help="JPEG / WebP / HEIC / AVIF quality"),
     ext: str = typer.Option("", help="output format by suffix, e.g. png (default: the input's)"),
     force: bool = typer.Option(False, "--force", help="overwrite existing outputs"),
     max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, min=1,
@@ -89,7 +91,7 @@ def main(
         fail(f"--ext {ext}: not a supported output format; use one of "
              f"{', '.join(sorted({s.lstrip('.') for s in SUFFIXES}))}")
     try:
-        enhance = make_enhancer(method, model, device, tile, overlap)
+        enhance = make_enhancer(method, model, device, tile, overlap, precision)
     except (ValueError, RuntimeError) as exc:  # CheckpointError is a ValueError
         fail(str(exc))
     jobs = plan_jobs(inputs, out, ext, suffix)
@@ -103,7 +105,8 @@ def main(
         raise typer.Exit(1)
 
 
-def make_enhancer(method: EnhanceMethod, model: str, device: str, tile: int, overlap: int):
+def make_enhancer(method: EnhanceMethod, model: str, device: str, tile: int, overlap: int,
+                  precision: str = "auto"):
     """enhance(rgb float (H, W, 3), on_tile) -> rgb float (H, W, 3), for the chosen method.
     Loading the model here, once, makes a bad --model fail before any photo is touched."""
     import numpy as np
@@ -112,15 +115,16 @@ def make_enhancer(method: EnhanceMethod, model: str, device: str, tile: int, ove
         from gan.checkpoint import load_generator
         from gan.deploy.inference import enhance_array, plan_tiles
         from gan.deploy.pretrained import resolve_model
-        from gan.runtime import keep_freed_memory, resolve_device
+        from gan.runtime import keep_freed_memory, resolve_device, resolve_inference_precision
 
         plan_tiles(1, 1, tile, overlap)  # checks tile / overlap before the model loads
         keep_freed_memory()  # every tile allocates the same large blocks (see gan.runtime)
         torch_device = resolve_device(device, auto_mps=True)
+        dtype = resolve_inference_precision(precision, torch_device)
         generator = load_generator(resolve_model(model), torch_device)
 
         def run_generator(rgb, on_tile=None):
-            return enhance_array(generator, rgb, torch_device, tile, overlap, on_tile)
+            return enhance_array(generator, rgb, torch_device, tile, overlap, on_tile, dtype)
         return run_generator
 
     from gan.pixels import float_to_uint8

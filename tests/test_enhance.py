@@ -298,3 +298,15 @@ def test_a_device_that_is_not_there_is_one_line(model, photos, tmp_path):
     code, output = enhance(str(photos / "a.jpg"), "-o", str(tmp_path), "--model", str(model),
                            "--device", "tpu")
     assert code == 1 and "device must be auto, cpu, cuda, cuda:N or mps" in output
+
+
+def test_precision_bf16_runs_and_fp16_on_the_cpu_is_refused(model, photos, tmp_path):
+    code, output = enhance(str(photos / "a.jpg"), "-o", str(tmp_path / "bf16"), "--model",
+                           str(model), "--precision", "bf16", "--device", "cpu")
+    assert code == 0, output
+    with Image.open(tmp_path / "bf16" / "a.jpg") as im:
+        assert im.size == (160, 120)
+    code, output = enhance(str(photos / "a.jpg"), "-o", str(tmp_path / "fp16"), "--model",
+                           str(model), "--precision", "fp16", "--device", "cpu")
+    assert code == 1 and "precision fp16 needs a CUDA GPU" in output
+    assert not (tmp_path / "fp16").exists()

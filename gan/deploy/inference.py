@@ -103,11 +103,14 @@ def _ramp(length: int, overlap: int, rise: bool, fall: bool) -> np.ndarray:
 
 def enhance_array(generator: nn.Module, rgb: np.ndarray, device: torch.device | str = "cpu",
                   tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
-                  on_tile: Callable[[int, int], None] | None = None) -> np.ndarray:
+                  on_tile: Callable[[int, int], None] | None = None,
+                  dtype: torch.dtype | None = None) -> np.ndarray:
     """Enhance an (H, W, 3) float image in [0, 1] -> (H, W, 3) float32 in [0, 1].
 
     tile=0 runs the whole image at once. on_tile(done, total) is called after each tile (for a
-    progress bar). The generator must be in eval mode on ``device``.
+    progress bar). The generator must be in eval mode on ``device``. ``dtype`` (bf16, fp16):
+    the convolutions run under autocast in it; the input, the global residual's sum and the
+    output stay fp32 (gan.runtime.resolve_inference_precision picks it).
     """
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] < 1 or rgb.shape[1] < 1:
         raise ValueError(f"expected an (H, W, 3) image, got shape {rgb.shape}")
@@ -119,7 +122,7 @@ def enhance_array(generator: nn.Module, rgb: np.ndarray, device: torch.device | 
     # and costs a copy of the weights once.
     generator.to(memory_format=torch.channels_last)
     if len(tiles) == 1:
-        out = _run(generator, rgb, device)
+        out = _run(generator, rgb, device, dtype)
         if on_tile is not None:
             on_tile(1, 1)
         return out
@@ -128,7 +131,7 @@ def enhance_array(generator: nn.Module, rgb: np.ndarray, device: torch.device | 
     weight = np.zeros((height, width, 1), np.float32)
     for done, t in enumerate(tiles, 1):
         bottom, right = t.top + t.height, t.left + t.width
-        enhanced = _run(generator, rgb[t.top:bottom, t.left:right], device)
+        enhanced = _run(generator, rgb[t.top:bottom, t.left:right], device, dtype)
         wy = _ramp(t.height, overlap, rise=t.top > 0, fall=bottom < height)
         wx = _ramp(t.width, overlap, rise=t.left > 0, fall=right < width)
         w = (wy[:, None] * wx[None, :])[..., None]
@@ -141,9 +144,11 @@ def enhance_array(generator: nn.Module, rgb: np.ndarray, device: torch.device | 
 
 
 @torch.inference_mode()
-def _run(generator: nn.Module, rgb: np.ndarray, device: torch.device) -> np.ndarray:
+def _run(generator: nn.Module, rgb: np.ndarray, device: torch.device,
+         dtype: torch.dtype | None = None) -> np.ndarray:
     """One tile through the generator: (h, w, 3) -> (h, w, 3) float32, clipped to [0, 1]."""
     # (h, w, 3) memory viewed as (1, 3, h, w) is already channels_last: no copy here either.
     x = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
-    y = generator(x.to(device))
+    with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+        y = generator(x.to(device))
     return y[0].float().clamp_(0, 1).permute(1, 2, 0).cpu().numpy()
