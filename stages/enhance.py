@@ -68,6 +68,8 @@ def main(
     method: EnhanceMethod = typer.Option(EnhanceMethod.ours, help="ours (the GAN), clhe or npea"),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N | mps (auto: a CUDA GPU, "
                                             "else Apple's MPS, else the CPU)"),
+    engine: str = typer.Option("auto", help="auto | torch | onnxruntime (auto: ONNX Runtime for "
+                                            "an exported .onnx --model, else torch)"),
     precision: str = typer.Option("auto", help="auto | fp32 | bf16 | fp16 (auto: bf16 where the "
                                                "hardware computes it, else fp32; fp16: CUDA only)"),
     tile: int = typer.Option(DEFAULT_TILE, help="tile side in pixels (0: whole photo at once)"),
@@ -91,7 +93,7 @@ def main(
         fail(f"--ext {ext}: not a supported output format; use one of "
              f"{', '.join(sorted({s.lstrip('.') for s in SUFFIXES}))}")
     try:
-        enhance = make_enhancer(method, model, device, tile, overlap, precision)
+        enhance = make_enhancer(method, model, device, tile, overlap, precision, engine)
     except (ValueError, RuntimeError) as exc:  # CheckpointError is a ValueError
         fail(str(exc))
     jobs = plan_jobs(inputs, out, ext, suffix)
@@ -106,7 +108,7 @@ def main(
 
 
 def make_enhancer(method: EnhanceMethod, model: str, device: str, tile: int, overlap: int,
-                  precision: str = "auto"):
+                  precision: str = "auto", engine: str = "auto"):
     """enhance(rgb float (H, W, 3), on_tile) -> rgb float (H, W, 3), for the chosen method.
     Loading the model here, once, makes a bad --model fail before any photo is touched."""
     import numpy as np
@@ -119,6 +121,14 @@ def make_enhancer(method: EnhanceMethod, model: str, device: str, tile: int, ove
 
         plan_tiles(1, 1, tile, overlap)  # checks tile / overlap before the model loads
         keep_freed_memory()  # every tile allocates the same large blocks (see gan.runtime)
+        if engine not in ENGINES:
+            raise ValueError(f"--engine must be {', '.join(ENGINES)}, got {engine!r}")
+        onnx_file = str(model).lower().endswith(".onnx")
+        if engine == "onnxruntime" and not onnx_file:
+            raise ValueError(f"--engine onnxruntime runs an exported file; export {model} with "
+                             "`ppe export --format onnx` and pass the .onnx file as --model")
+        if onnx_file and engine != "torch":  # auto: an .onnx file is run by ONNX Runtime
+            return onnx_enhancer(model, device, precision, tile, overlap)
         torch_device = resolve_device(device, auto_mps=True)
         dtype = resolve_inference_precision(precision, torch_device)
         generator = load_generator(resolve_model(model), torch_device)
@@ -139,6 +149,28 @@ def make_enhancer(method: EnhanceMethod, model: str, device: str, tile: int, ove
         image = float_to_uint8(rgb)
         return baseline(image).astype(np.float32) / 255.0
     return run_baseline
+
+
+ENGINES = ("auto", "torch", "onnxruntime")
+
+
+def onnx_enhancer(model: str, device: str, precision: str, tile: int, overlap: int):
+    """An exported .onnx generator through ONNX Runtime on the CPU, tiled as the torch engine."""
+    import torch
+
+    from gan.deploy.export import OnnxGenerator
+    from gan.deploy.inference import enhance_array
+
+    if device not in ("auto", "cpu"):
+        raise ValueError(f"--engine onnxruntime runs on the CPU here, not on {device}; use "
+                         "--device cpu (or the torch engine with the .pt checkpoint)")
+    if precision not in ("auto", "fp32"):
+        raise ValueError(f"--engine onnxruntime runs the exported file in fp32, not {precision}")
+    generator = OnnxGenerator(model)
+
+    def run_onnx(rgb, on_tile=None):
+        return enhance_array(generator, rgb, torch.device("cpu"), tile, overlap, on_tile)
+    return run_onnx
 
 
 def plan_jobs(inputs: list[str], out: Path | None, ext: str, suffix: str = "") -> list[Job]:

@@ -310,3 +310,30 @@ def test_precision_bf16_runs_and_fp16_on_the_cpu_is_refused(model, photos, tmp_p
                            str(model), "--precision", "fp16", "--device", "cpu")
     assert code == 1 and "precision fp16 needs a CUDA GPU" in output
     assert not (tmp_path / "fp16").exists()
+
+
+@pytest.mark.slow
+def test_the_onnxruntime_engine_runs_an_exported_file_like_torch(model, photos, tmp_path):
+    onnx_file = tmp_path / "g.onnx"
+    result = CliRunner().invoke(app, ["export", "--model", str(model), "--format", "onnx",
+                                      "--out", str(onnx_file), "--no-check"])
+    assert result.exit_code == 0, result.output
+    for name, chosen in (("torch", str(model)), ("ort", str(onnx_file))):
+        code, output = enhance(str(photos / "c.png"), "-o", str(tmp_path / name), "--model",
+                               chosen, "--precision", "fp32" if name == "torch" else "auto",
+                               "--tile", "48", "--overlap", "16")
+        assert code == 0, output
+    with Image.open(tmp_path / "torch" / "c.png") as a, Image.open(tmp_path / "ort" / "c.png") as b:
+        assert np.abs(np.asarray(a, int) - np.asarray(b, int)).max() <= 1
+    code, output = enhance(str(photos / "c.png"), "-o", str(tmp_path / "x"), "--model",
+                           str(onnx_file), "--device", "cuda")
+    assert code == 1 and "runs on the CPU here" in output
+
+
+def test_the_onnxruntime_engine_needs_an_exported_file(model, photos, tmp_path):
+    code, output = enhance(str(photos / "a.jpg"), "-o", str(tmp_path), "--model", str(model),
+                           "--engine", "onnxruntime")
+    assert code == 1 and "ppe export --format onnx" in output
+    code, output = enhance(str(photos / "a.jpg"), "-o", str(tmp_path), "--model", str(model),
+                           "--engine", "tvm")
+    assert code == 1 and "--engine must be auto, torch, onnxruntime" in output

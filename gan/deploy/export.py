@@ -34,6 +34,7 @@ import json
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -235,6 +236,41 @@ def _run_onnx(path: Path, sample: torch.Tensor) -> torch.Tensor:
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (output,) = session.run([OUTPUT_NAME], {INPUT_NAME: sample.numpy()})
     return torch.from_numpy(output)
+
+
+class OnnxGenerator:
+    """An exported .onnx generator run by ONNX Runtime on the CPU, in the shape
+    gan.deploy.inference expects of a generator: ``kind`` and ``config`` (its tiles start on
+    the same grid as the PyTorch module's) and a call on (N, 3, H, W) float32 tensors."""
+
+    def __init__(self, path: Path | str):
+        require_onnx("onnx", *RUNTIME_PACKAGES, task="--engine onnxruntime")
+        import onnxruntime
+
+        path = Path(path)
+        try:
+            meta = read_metadata(path, "onnx")
+            self.session = onnxruntime.InferenceSession(str(path),
+                                                        providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnx and onnxruntime raise their own types
+            raise ExportError(f"{path}: cannot be loaded as an ONNX model: "
+                              f"{type(exc).__name__}: {first_line(exc)}") from None
+        if meta.get("format") != EXPORT_FORMAT:
+            raise ExportError(f"{path}: not a generator exported by `ppe export` (no "
+                              f"'{EXPORT_FORMAT}' metadata)")
+        self.kind = meta["kind"]
+        self.config = SimpleNamespace(**json.loads(meta["config"]))
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        (output,) = self.session.run([OUTPUT_NAME],
+                                     {INPUT_NAME: image.float().contiguous().cpu().numpy()})
+        return torch.from_numpy(output)
+
+    def to(self, *args: Any, **kwargs: Any) -> OnnxGenerator:  # nn.Module's .to: nothing to move
+        return self
+
+    def eval(self) -> OnnxGenerator:
+        return self
 
 
 def read_metadata(path: Path, format: str) -> dict[str, Any]:
