@@ -53,6 +53,19 @@ def as_write_error(path: Path | str, error: OSError) -> OSError:
     return WriteError(path, error)
 
 
+@contextmanager
+def naming_write_errors(path: Path | str) -> Iterator[None]:
+    """A failed write inside the block (WRITE_ERRNOS) is re-raised as a WriteError naming
+    ``path``; any other error passes as it is."""
+    try:
+        yield
+    except OSError as error:
+        translated = as_write_error(path, error)
+        if translated is error:
+            raise
+        raise translated from error
+
+
 def temporary_name(path: Path) -> Path:
     """A hidden name beside ``path`` that no other writer uses: ``.<name>.<pid>-<random>.tmp``
     (the writer's process id lets a later run tell a killed writer's leftover from a live one's
@@ -110,7 +123,7 @@ class AtomicTarget:
         _fsync_file(self.temporary)
         if exclusive:
             _link_exclusively(self.temporary, self.path)
-            self.temporary.unlink()
+            self.temporary.unlink(missing_ok=True)  # gone already where the fallback renamed it
         else:
             os.replace(self.temporary, self.path)
         _fsync_folder(self.path.parent)
@@ -130,14 +143,9 @@ def atomic_path(path: Path | str, make_folders: bool = True,
     ``exclusive``: fail with FileExistsError rather than replace an existing ``path``."""
     target = AtomicTarget(path, make_folders)
     try:
-        yield target.temporary
-        target.commit(exclusive)
-    except OSError as error:
-        target.discard()
-        translated = as_write_error(target.path, error)
-        if translated is error:
-            raise
-        raise translated from error
+        with naming_write_errors(target.path):
+            yield target.temporary
+            target.commit(exclusive)
     except BaseException:
         target.discard()
         raise
@@ -151,7 +159,6 @@ def atomic_open(path: Path | str, mode: str = "wb", **kwargs) -> Iterator[IO]:
         raise ValueError(f"atomic_open: mode {mode!r} is not a write mode ('wb' or 'w')")
     with atomic_path(path) as temporary, open(temporary, mode, **kwargs) as handle:
         yield handle
-        handle.flush()
 
 
 def write_bytes(path: Path | str, data: bytes) -> None:

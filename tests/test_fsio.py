@@ -129,3 +129,18 @@ def test_only_temporaries_of_writers_that_are_gone_are_removed(tmp_path):
     assert remove_stale_temporaries(tmp_path) == [stale]
     assert mine.exists() and unrelated.exists()
     assert remove_stale_temporaries(tmp_path / "missing") == []
+
+
+def test_an_exclusive_write_without_hard_links_still_claims_the_name_once(tmp_path, monkeypatch):
+    def no_links(source, target):
+        raise OSError(errno.EPERM, "Operation not permitted")  # e.g. FAT, some network shares
+
+    monkeypatch.setattr("gan.fsio.os.link", no_links)
+    target = tmp_path / "photo.jpg"
+    with atomic_path(target, exclusive=True) as temporary:
+        temporary.write_bytes(b"ours")
+    assert target.read_bytes() == b"ours" and not temporaries(tmp_path)
+    with pytest.raises(FileExistsError):
+        with atomic_path(target, exclusive=True) as temporary:
+            temporary.write_bytes(b"second")
+    assert target.read_bytes() == b"ours" and not temporaries(tmp_path)
