@@ -407,15 +407,14 @@ class Trainer:
                            f"{baseline['psnr']:.2f} dB", step=self.step)
 
     def _diverged(self, what: str, step: int | None = None) -> None:
+        advice = "Lower train.lr_g / train.lr_d or the loss weights and run again"
         if self.checkpoint.exists():
             saved = torch.load(self.checkpoint, map_location="cpu", weights_only=True)["step"]
             kept = (f"The last good checkpoint ({self.checkpoint}, step {saved}) is kept and no "
-                    "model was written. Lower train.lr_g / train.lr_d or the loss weights and run "
-                    "again: the run then starts over, and that checkpoint is moved aside, not "
-                    "overwritten")
+                    f"model was written. {advice}: the run then starts over, and that checkpoint "
+                    "is moved aside, not overwritten")
         else:
-            kept = ("No checkpoint had been made yet and no model was written. Lower "
-                    "train.lr_g / train.lr_d or the loss weights and run again")
+            kept = f"No checkpoint had been made yet and no model was written. {advice}"
         raise TrainingDiverged(f"step {step or self.step + 1}: {what}; training stopped. {kept}")
 
     # -- validation -----------------------------------------------------------------------
@@ -586,8 +585,6 @@ def _dated_name(path: Path) -> Path:
         count += 1
         candidate = path.with_name(f"{path.stem}.{stamp}-{count}{path.suffix}")
     return candidate
-
-
 
 
 def _mean(rows: list[dict[str, float]]) -> dict[str, float]:

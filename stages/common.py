@@ -108,14 +108,13 @@ def reports_write_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     traceback. What was half-written is already gone: every output goes through gan.fsio."""
     @functools.wraps(command)  # Typer reads the wrapped signature and docstring
     def command_reporting_write_errors(*args: Any, **kwargs: Any) -> Any:
-        from gan.fsio import WRITE_ERRNOS, WriteError
+        from gan.fsio import WriteError, as_write_error
 
         try:
             return command(*args, **kwargs)
         except OSError as error:
-            if isinstance(error, WriteError):
-                fail(str(error))
-            if error.errno not in WRITE_ERRNOS:
+            translated = as_write_error(error.filename or "an output file", error)
+            if not isinstance(translated, WriteError):
                 raise
-            fail(f"{error.filename or 'an output file'}: cannot write: {error.strerror}")
+            fail(str(translated))
     return command_reporting_write_errors

@@ -8,16 +8,14 @@ would count every touched page in the process's resident set); readers open the 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
 import numpy as np
 
-from gan.fsio import AtomicTarget, as_write_error
+from gan.fsio import AtomicTarget, naming_write_errors
 
 _MAGIC = b"\x93NUMPY\x01\x00"  # format version 1.0
 # Room reserved for the header so the final row count always fits without moving the data;
@@ -59,7 +57,7 @@ class NpyAppender:
         if rows.shape[1:] != self.row_shape or rows.dtype != self.dtype:
             raise ValueError(f"{self.path.name}: expected rows {self.row_shape} {self.dtype}, "
                              f"got {rows.shape[1:]} {rows.dtype}")
-        with self._reporting():
+        with naming_write_errors(self.path):
             self._file.write(np.ascontiguousarray(rows).tobytes())
         self.rows += rows.shape[0]
 
@@ -72,7 +70,7 @@ class NpyAppender:
         actual = os.path.getsize(path)
         if actual != size:
             raise ValueError(f"{path}: expected {size} bytes for {rows} rows, found {actual}")
-        with self._reporting():
+        with naming_write_errors(self.path):
             self._copy_in(path, size)
         self.rows += rows
 
@@ -92,20 +90,9 @@ class NpyAppender:
                 shutil.copyfileobj(src, self._file, 1 << 20)
         self._file.seek(0, os.SEEK_END)
 
-    @contextlib.contextmanager
-    def _reporting(self) -> Iterator[None]:
-        """A full disk while appending is reported as a WriteError naming ``path``."""
-        try:
-            yield
-        except OSError as error:
-            translated = as_write_error(self.path, error)
-            if translated is error:
-                raise
-            raise translated from error
-
     def close(self) -> Path:
         try:
-            with self._reporting():
+            with naming_write_errors(self.path):
                 self._file.seek(0)
                 self._file.write(_header(self.dtype, (self.rows, *self.row_shape)))
                 self._file.close()

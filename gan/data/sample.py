@@ -294,7 +294,6 @@ class _Pyramid:
         self.weights = room / room.sum()
 
 
-
 def _pair(pyramid: _Pyramid, profile: PhoneProfile, rng: np.random.Generator,
           index: int) -> SamplePair:
     level = pyramid.levels[rng.choice(len(pyramid.levels), p=pyramid.weights)]

@@ -230,11 +230,20 @@ def _run_torchscript(path: Path, sample: torch.Tensor) -> torch.Tensor:
 
 
 def _run_onnx(path: Path, sample: torch.Tensor) -> torch.Tensor:
+    return _run_session(_onnx_session(path), sample)
+
+
+def _onnx_session(path: Path):
+    """An ONNX Runtime session of the file, on the CPU."""
     require_onnx(*RUNTIME_PACKAGES, task="running an ONNX file")
     import onnxruntime
 
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (output,) = session.run([OUTPUT_NAME], {INPUT_NAME: sample.numpy()})
+    return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def _run_session(session, sample: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) float32 in, the exported generator's output out, through ``session``."""
+    (output,) = session.run([OUTPUT_NAME], {INPUT_NAME: sample.float().contiguous().cpu().numpy()})
     return torch.from_numpy(output)
 
 
@@ -245,13 +254,10 @@ class OnnxGenerator:
 
     def __init__(self, path: Path | str):
         require_onnx("onnx", *RUNTIME_PACKAGES, task="--engine onnxruntime")
-        import onnxruntime
-
         path = Path(path)
         try:
             meta = read_metadata(path, "onnx")
-            self.session = onnxruntime.InferenceSession(str(path),
-                                                        providers=["CPUExecutionProvider"])
+            self.session = _onnx_session(path)
         except Exception as exc:  # onnx and onnxruntime raise their own types
             raise ExportError(f"{path}: cannot be loaded as an ONNX model: "
                               f"{type(exc).__name__}: {first_line(exc)}") from None
@@ -262,9 +268,7 @@ class OnnxGenerator:
         self.config = SimpleNamespace(**json.loads(meta["config"]))
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        (output,) = self.session.run([OUTPUT_NAME],
-                                     {INPUT_NAME: image.float().contiguous().cpu().numpy()})
-        return torch.from_numpy(output)
+        return _run_session(self.session, image)
 
     def to(self, *args: Any, **kwargs: Any) -> OnnxGenerator:  # nn.Module's .to: nothing to move
         return self
