@@ -2,6 +2,7 @@
 
     enhance photo.jpg holiday/ "raw/*.png" -o enhanced/     # the shipped iphone-dped-mini model
     enhance photo.jpg -o out/ --model models/generator.pt   # the pipeline's own
+    enhance holiday/ -o out/ --compare compare.html          # plus a before/after page
     python -m stages enhance IMG_0001.jpg -o out/ --method npea
 
 Inputs are files, folders (every supported image inside, recursively; the sub-folders are kept
@@ -79,6 +80,8 @@ def main(
     force: bool = typer.Option(False, "--force", help="overwrite existing outputs"),
     max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, min=1,
                                    help="refuse photos with more pixels (decompression bombs)"),
+    compare: Path | None = typer.Option(None, help="also write this HTML page: a before/after "
+                                        "slider per photo, 1:1 zoom, images embedded"),
     progress: bool = typer.Option(True, help="progress bars"),
 ) -> None:
     """Enhance photos with the trained generator (or a classical baseline)."""
@@ -92,6 +95,11 @@ def main(
     if ext and ("." + ext.lower().lstrip(".")) not in SUFFIXES:
         fail(f"--ext {ext}: not a supported output format; use one of "
              f"{', '.join(sorted({s.lstrip('.') for s in SUFFIXES}))}")
+    if compare is not None:
+        if compare.suffix.lower() not in (".html", ".htm"):
+            fail(f"--compare {compare}: the page is HTML; name it e.g. compare.html")
+        if compare.exists() and not force:
+            fail(f"--compare {compare} exists; pass --force to overwrite it")
     try:
         enhance = make_enhancer(method, model, device, tile, overlap, precision, engine)
     except (ValueError, RuntimeError) as exc:  # CheckpointError is a ValueError
@@ -99,7 +107,13 @@ def main(
     jobs = plan_jobs(inputs, out, ext, suffix)
     if not jobs:
         fail("no inputs")
-    outcomes = run_jobs(jobs, enhance, force, quality, max_pixels, progress)
+    page = None
+    if compare is not None:
+        from gan.deploy.compare import ComparePage
+
+        page = ComparePage(compare, f"enhance ({method_label(method, model)}): before / after")
+    outcomes = run_jobs(jobs, enhance, force, quality, max_pixels, progress, page,
+                        method_label(method, model))
     print_summary(outcomes)
     failed = sum(o.failed for o in outcomes)
     if failed:
@@ -152,6 +166,11 @@ def make_enhancer(method: EnhanceMethod, model: str, device: str, tile: int, ove
 
 
 ENGINES = ("auto", "torch", "onnxruntime")
+
+
+def method_label(method: EnhanceMethod, model: str) -> str:
+    """How the compare page names the "after" photos."""
+    return f"ours ({Path(model).name})" if method is EnhanceMethod.ours else method.value
 
 
 def onnx_enhancer(model: str, device: str, precision: str, tile: int, overlap: int):
@@ -227,7 +246,10 @@ def _mark_clashes(jobs: list[Job]) -> None:
 
 
 def run_jobs(jobs: list[Job], enhance, force: bool, quality: int, max_pixels: int,
-             progress: bool) -> list[Outcome]:
+             progress: bool, page=None, label: str = "enhanced") -> list[Outcome]:
+    """Each job in turn; with ``page`` (a gan.deploy.compare.ComparePage) each photo written is
+    added to it, and the page is put in place at the end, also after Ctrl-C (with the photos
+    finished by then)."""
     from tqdm import tqdm
 
     from gan.deploy.photo_io import PhotoError, read_photo, write_photo
@@ -278,16 +300,46 @@ def run_jobs(jobs: list[Job], enhance, force: bool, quality: int, max_pixels: in
             except OSError as exc:
                 outcome.result = f"error: {job.target}: cannot write: {exc.strerror or exc}"
             outcome.seconds = time.perf_counter() - began
+            if page is not None and not outcome.failed:
+                # Outside the photo's own try: a page that cannot be written stops the batch
+                # with the page's name (the photos written so far stay).
+                add_to_page(page, job, photo.rgb, enhanced, label, outcome.seconds)
+            photo = enhanced = None  # a 12 MP pair is 290 MB of float32: not kept meanwhile
     except KeyboardInterrupt:
         bar.close()
         if outcomes and outcomes[-1].result == "pending":
             outcomes[-1].result = "interrupted: no file written"
         print_summary(outcomes)
+        finish_page(page)
         typer.secho("interrupted: the photos marked ok are complete; no partial file was left",
                     fg=typer.colors.RED, err=True)
         raise typer.Exit(130) from None
+    except BaseException:
+        if page is not None:
+            page.discard()
+        raise
     bar.close()
+    finish_page(page)
     return outcomes
+
+
+def add_to_page(page, job: Job, before, after, label: str, seconds: float) -> None:
+    from gan.deploy.compare import comparison
+    from gan.pixels import float_to_uint8
+
+    page.add(comparison(job.label, float_to_uint8(before), {label: float_to_uint8(after)},
+                        note=f"{seconds:.1f} s"))
+
+
+def finish_page(page) -> None:
+    if page is None:
+        return
+    written = page.close()
+    if written is None:
+        typer.secho(f"{page.path}: not written, no photo was enhanced", fg=typer.colors.YELLOW,
+                    err=True)
+    else:
+        typer.echo(f"{written}: {page.count} photo(s) before / after")
 
 
 def print_summary(outcomes: list[Outcome]) -> None:

@@ -20,6 +20,7 @@ from gan.data.extract import extract
 from gan.data.sample import write_sample_zip
 from gan.networks import build_generator
 from stages.app import app
+from tests.browser import CHROMIUM, dump_dom
 from tests.conftest import ROOT, extract_config
 
 TINY = {"depth": 1, "base_width": 8, "growth_rate": 4, "layers_per_block": 2}
@@ -104,9 +105,16 @@ def test_report_writes_every_figure_and_a_page_that_embeds_them(workspace):
         with Image.open(figures / name) as im:
             assert im.width > 300 and im.height > 200
     page = (workspace / "reports" / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 4
-    for text in ("ours (GAN)", "NPEA", "CLHE", "LOE", "MS-SSIM", "raw 100x100"):
+    photos = len(list((workspace / "data" / "eval" / "full_size" / "input").glob("*.png")))
+    # The four figures, then per full-size photo a slider: the input and the four methods.
+    assert photos >= 1 and page.count("<figure class=compare") == photos
+    assert page.count("data:image/png;base64,") == 4 + photos * 5
+    for text in ("ours (GAN)", "NPEA", "CLHE", "LOE", "MS-SSIM", "raw 100x100",
+                 "Full-size test photos: before / after"):
         assert text in page
+    if CHROMIUM:  # the page in a real browser: every image decodes
+        assert f'data-images="loaded {photos * 5} of {photos * 5}"' in dump_dom(
+            workspace / "reports" / "report.html")
 
 
 def test_report_names_a_missing_input(workspace, tmp_path):

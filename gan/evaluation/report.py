@@ -6,6 +6,9 @@ import base64
 import html
 from typing import Any
 
+import numpy as np
+
+from gan.deploy.compare import Comparison, comparison, section_html
 from gan.evaluation.figures import label, method_order
 
 GEOMETRY_TEXT = {
@@ -38,13 +41,33 @@ def metrics_table(report: dict[str, Any]) -> str:
             + "".join(rows) + "</table>")
 
 
-def render(report: dict[str, Any], figures: dict[str, tuple[str, bytes]], notes: str) -> str:
-    """The page: title, the metrics table, then each figure (caption, PNG as a data URI)."""
+def full_size_comparisons(photos: dict[str, dict[str, np.ndarray]]) -> list[Comparison]:
+    """photo name -> method -> (H, W, 3) uint8 (with "input"), as before/after sliders: the
+    input against each method, switched in place. Lossless (PNG), as evaluate saved them."""
+    items = []
+    for name, by_method in photos.items():
+        methods = [m for m in method_order(list(by_method)) if m != "input"]
+        if "input" in by_method and methods:
+            items.append(comparison(name, by_method["input"],
+                                    {label(m): by_method[m] for m in methods}, "png"))
+    return items
+
+
+def render(report: dict[str, Any], figures: dict[str, tuple[str, bytes]], notes: str,
+           full_size: list[Comparison] = ()) -> str:
+    """The page: title, the metrics table, each figure (caption, PNG as a data URI), then the
+    full-size photos as before/after sliders with 1:1 zoom (gan.deploy.compare)."""
     parts = []
     for caption, png in figures.values():
         data = base64.b64encode(png).decode()
         parts.append(f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(caption)}'>"
                      f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    sliders = ""
+    if full_size:
+        sliders = ("<h2>Full-size test photos: before / after</h2>\n<p>Left of the divider: the "
+                   "phone photo; right: the method chosen above the photo. Drag on a photo or "
+                   "use the slider; <b>1:1</b> shows real pixels (<code>report.html#1:1</code> "
+                   "opens every photo that way).</p>\n" + section_html(list(full_size)))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>Perceptual photo enhancement: report</title>
@@ -62,5 +85,6 @@ figcaption {{ color: #555; font-size: 14px; margin-top: 0.4em; }}
 {metrics_table(report)}
 <h2>Figures</h2>
 {''.join(parts)}
+{sliders}
 </body></html>
 """
