@@ -111,7 +111,7 @@ def main(
     if compare is not None:
         from gan.deploy.compare import ComparePage
 
-        page = ComparePage(compare, f"enhance ({method_label(method, model)}): before / after")
+        page = ComparePage(compare, f"enhance, {method_label(method, model)}: before / after")
     outcomes = run_jobs(jobs, enhance, force, quality, max_pixels, progress, page,
                         method_label(method, model))
     print_summary(outcomes)
