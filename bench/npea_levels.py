@@ -40,7 +40,8 @@ def module_at(revision: str, folder: Path):
     shown = subprocess.run(["git", "show", f"{revision}:gan/evaluation/baselines/npea.py"],
                            cwd=ROOT, capture_output=True, text=True)
     if shown.returncode != 0:
-        raise SystemExit(f"{revision}: no gan/evaluation/baselines/npea.py ({shown.stderr.strip()})")
+        raise SystemExit(f"{revision}: no gan/evaluation/baselines/npea.py "
+                         f"({shown.stderr.strip()})")
     file = folder / "npea_at_revision.py"
     file.write_text(shown.stdout)
     spec = importlib.util.spec_from_file_location("npea_at_revision", file)
