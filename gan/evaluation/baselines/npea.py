@@ -343,7 +343,7 @@ def bilog_transform(illum: np.ndarray, dark: float = 1.0) -> np.ndarray:
         With s = T / 255 <= 1 its derivative in T is k (1 - (k - 1) s^2) / (1 + (k - 1) s^2)^2,
         positive for k < 2, so it is strictly increasing and the order of the illumination is
         kept; a plain min(255, k T) would merge every illumination above T = 255 / k into one
-        level (measured: 4-5 times the LOE of this roll-off on the darkened bundled photos).
+        level, and every merged pair of illuminations is a lightness order lost.
         k = 1 returns T itself.
     """
     if not 1.0 <= dark < 2.0:
