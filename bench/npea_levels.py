@@ -1,6 +1,8 @@
 """NPEA's output level and lightness order error (LOE) on photos; with ``--against REV``, the same
 for the NPEA of a git revision, so a change to gan/evaluation/baselines/npea.py is compared with
-what it replaced (issue 14: "NPEA is too dark").
+what it replaced (issue 14: "NPEA is too dark"). Two more columns for scale: this tree with the
+dark-image factor of step 6 switched off (k = 1), and per-channel histogram equalisation (the
+comparison tests/test_npea.py uses).
 
     python bench/npea_levels.py [--against 018c895]
 
@@ -30,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from gan.evaluation.baselines import npea as current  # noqa: E402
 from gan.evaluation.loe import lightness_order_error  # noqa: E402
+from tests.test_npea import equalize_per_channel  # noqa: E402
 
 DPED_FULL_SIZE = (ROOT.parent / "shared" / "dped-mini" / "iphone" / "test_data"
                   / "full_size_test_images")
@@ -67,14 +70,26 @@ def photos() -> dict[str, np.ndarray]:
     return out
 
 
+def without_dark_factor(image: np.ndarray) -> np.ndarray:
+    """This tree's NPEA with the dark-image factor fixed at 1 (the plain curve)."""
+    kept = current.dark_factor
+    current.dark_factor = lambda mean_level: 1.0
+    try:
+        return current.npea(image)
+    finally:
+        current.dark_factor = kept
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--against", default=None, help="a git revision to compare with")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        versions = {"this tree": current}
+        versions = {"this tree": current.npea}
         if args.against:
-            versions[args.against] = module_at(args.against, Path(folder))
+            versions[args.against] = module_at(args.against, Path(folder)).npea
+        versions["k = 1"] = without_dark_factor
+        versions["HE"] = equalize_per_channel
         header = f"{'photo':22} {'input':>6}"
         for name in versions:
             header += f" | {name[:10]:>10} mean {'LOE':>6}"
@@ -82,8 +97,8 @@ def main() -> None:
         totals = {name: [] for name in versions}
         for label, image in photos().items():
             row = f"{label:22} {image.mean():6.1f}"
-            for name, module in versions.items():
-                out = module.npea(image)
+            for name, enhance in versions.items():
+                out = enhance(image)
                 loe = lightness_order_error(image, out)
                 totals[name].append((out.mean(), loe))
                 row += f" | {out.mean():15.1f} {loe:6.1f}"
