@@ -32,7 +32,7 @@ from gan.runtime import keep_freed_memory
 REASONS = ("ok", "missing_phone", "missing_dslr", "unreadable_phone", "unreadable_dslr",
            "wrong_size", "flat", "low_ncc")
 SIDES = ("phone", "dslr")
-CHUNK = 256  # pairs per task: large enough to vectorise the FFTs, small enough to stay lean
+CHUNK = 256  # pairs per task: large enough to vectorise the alignment, small enough to stay lean
 
 
 @dataclass(frozen=True)
