@@ -337,3 +337,16 @@ def test_the_onnxruntime_engine_needs_an_exported_file(model, photos, tmp_path):
     code, output = enhance(str(photos / "a.jpg"), "-o", str(tmp_path), "--model", str(model),
                            "--engine", "tvm")
     assert code == 1 and "--engine must be auto, torch, onnxruntime" in output
+
+
+def test_quality_sets_the_encoder_s_quality_and_is_checked(model, photos, tmp_path):
+    sizes = {}
+    for quality in ("20", "95"):
+        code, out = enhance(str(photos / "a.jpg"), "-o", str(tmp_path / quality), "--model",
+                            str(model), "--quality", quality)
+        assert code == 0, out
+        sizes[quality] = (tmp_path / quality / "a.jpg").stat().st_size
+    assert sizes["20"] < sizes["95"] / 2
+    code, out = enhance(str(photos / "a.jpg"), "-o", str(tmp_path / "0"), "--model", str(model),
+                        "--quality", "0")
+    assert code == 2 and "--quality" in out and not (tmp_path / "0").exists()
