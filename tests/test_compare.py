@@ -180,3 +180,22 @@ def test_in_chromium_the_enhance_page_loads(model, photos, tmp_path):  # noqa: F
                         "--compare", str(page))
     assert code == 0, out
     assert 'data-images="loaded 6 of 6"' in dump_dom(page)  # 3 photos, before and after each
+
+
+def test_a_page_that_cannot_be_finished_names_itself_and_leaves_nothing(tmp_path, monkeypatch):
+    from gan.deploy import compare
+
+    page = ComparePage(tmp_path / "page.html", "t")
+    page.add(comparison("a", solid(RED), {"ours": solid(BLUE)}))
+    monkeypatch.setattr(compare, "PAGE_TAIL", None)  # write(None): the last write fails
+    with pytest.raises(TypeError):
+        page.close()
+    assert list(tmp_path.iterdir()) == []
+    full = OSError(28, "No space left on device")
+
+    def no_space(self, target):
+        raise full
+    monkeypatch.setattr(compare.AtomicTarget, "__init__", no_space)
+    with pytest.raises(OSError, match=r"page\.html.*no space left"):
+        ComparePage(tmp_path / "page.html", "t").add(comparison("a", solid(RED),
+                                                                {"ours": solid(BLUE)}))

@@ -232,7 +232,9 @@ PAGE_TAIL = f"<script>{SCRIPT}</script>\n</body></html>\n"
 
 class ComparePage:
     """The page written as photos come (a batch of 12 MP photos is not held in memory), to a
-    temporary that becomes ``path`` on ``close()``; ``discard()`` leaves nothing behind.
+    temporary that becomes ``path`` on ``close()``; ``discard()`` leaves nothing behind. The
+    temporary is only created with the first photo, so a page that never gets one leaves no
+    trace, whatever happens before.
 
         with ComparePage(path, "enhance: before / after") as page:
             page.add(comparison(name, before, {"ours": after}))
@@ -240,14 +242,17 @@ class ComparePage:
 
     def __init__(self, path: Path | str, title: str):
         self.path = Path(path)
+        self.title = title
         self.count = 0
-        self._target = AtomicTarget(self.path)
-        with naming_write_errors(self.path):
-            self._handle = open(self._target.temporary, "w", encoding="utf-8")
-        self._write(page_head(title))
+        self._target: AtomicTarget | None = None
+        self._handle = None
 
     def _write(self, text: str) -> None:
         with naming_write_errors(self.path):
+            if self._handle is None:
+                self._target = AtomicTarget(self.path)
+                self._handle = open(self._target.temporary, "w", encoding="utf-8")
+                self._handle.write(page_head(self.title))
             self._handle.write(text)
 
     def add(self, item: Comparison) -> None:
@@ -259,15 +264,20 @@ class ComparePage:
         if self.count == 0:
             self.discard()
             return None
-        self._write(PAGE_TAIL)
-        with naming_write_errors(self.path):
-            self._handle.close()
-            self._target.commit()
+        try:
+            self._write(PAGE_TAIL)
+            with naming_write_errors(self.path):
+                self._handle.close()
+                self._target.commit()
+        except BaseException:
+            self.discard()
+            raise
         return self.path
 
     def discard(self) -> None:
-        self._handle.close()
-        self._target.discard()
+        if self._handle is not None:
+            self._handle.close()
+            self._target.discard()
 
     def __enter__(self) -> ComparePage:
         return self
