@@ -45,11 +45,29 @@ DPED_MINI = Path(os.environ.get("DPED_MINI", ROOT.parent / "shared" / "dped-mini
 HOLDOUT_FROM = 128  # training pairs with this index or above form the holdout
 
 
-def prepare(work: Path) -> None:
-    """Extract dped-mini once into ``work``: full/ (160 train, 40 test) and holdout/ (0-127
+def extraction_key(extract_params: dict) -> str:
+    """What the extracted patches depend on: the extract settings and the code that reads,
+    aligns and crops the pairs. A cache made by other code or settings is rebuilt (a cache
+    kept across an aligner change once fed old patches to a 3-seed run)."""
+    import hashlib
+
+    digest = hashlib.sha256(yaml.safe_dump(extract_params, sort_keys=True).encode())
+    for module in ("dped", "align", "extract", "npyio"):
+        digest.update((ROOT / "gan" / "data" / f"{module}.py").read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def prepare(work: Path, extract_params: dict) -> None:
+    """Extract dped-mini once into ``work`` with ``extract_params`` (params.yaml's extract
+    section, with the recipe and --set applied): full/ (160 train, 40 test) and holdout/ (0-127
     train, 128-159 as its test split), plus the raw 100x100 pairs of both as .npy."""
-    if (work / "done").exists():
+    key = extraction_key(extract_params)
+    done = work / "done"
+    if done.exists() and done.read_text().strip() == key:
         return
+    if done.exists():
+        print(f"{work}: extracted by other code or settings; extracting again", flush=True)
+        done.unlink()
     with DpedSource(DPED_MINI) as source:
         layout = find_layout(source.names(), "iphone")
         for split in ("train", "test"):
@@ -58,8 +76,7 @@ def prepare(work: Path) -> None:
                 raw = np.stack([decode_patch(source.read(getattr(p, side))) for p in pairs])
                 np.save(work / f"raw_{split}_{side}.npy", raw)
             np.save(work / f"raw_{split}_index.npy", np.array([p.index for p in pairs]))
-    settings = ExtractConfig.from_params(
-        yaml.safe_load((ROOT / "params.yaml").read_text())["extract"])
+    settings = ExtractConfig.from_params(extract_params)
     summary = extract(DPED_MINI, layout, work / "full", settings, workers=2)
     table = pd.DataFrame(rows_table(summary.rows))
     (work / "full" / "pairs.csv").write_text(table.to_csv(index=False))
@@ -75,7 +92,7 @@ def prepare(work: Path) -> None:
         np.save(holdout / f"test_{side}.npy", array[held])
     (holdout / "pairs.csv").write_text(f"holdout of {work / 'full'}: fit rows {fit.tolist()}, "
                                        f"held-out rows {held.tolist()}\n")
-    (work / "done").write_text("ok\n")
+    done.write_text(key + "\n")
 
 
 def raw_pairs(work: Path, holdout: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -128,8 +145,6 @@ def main() -> None:
         raise SystemExit(f"{DPED_MINI} is not here: nothing to train on")
     if args.threads:
         torch.set_num_threads(args.threads)
-    args.work.mkdir(parents=True, exist_ok=True)
-    prepare(args.work)
     params = yaml.safe_load(args.params.read_text())
     if args.recipe:
         params = apply_recipe(params, load_recipe(args.recipe, params))
@@ -142,6 +157,8 @@ def main() -> None:
     if args.steps:
         params["train"]["steps"] = args.steps
     steps = int(params["train"]["steps"])
+    args.work.mkdir(parents=True, exist_ok=True)
+    prepare(args.work, params["extract"])
     data = args.work / ("holdout" if args.holdout else "full")
     phone, dslr = raw_pairs(args.work, args.holdout)
     baseline = scores(phone, dslr)
