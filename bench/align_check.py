@@ -38,8 +38,6 @@ answers, not its speed.
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import subprocess
 import sys
 import tempfile
 import time
@@ -52,6 +50,7 @@ from threadpoolctl import threadpool_limits
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from revision import module_at  # noqa: E402 (bench/revision.py)
 from gan.data import align  # noqa: E402
 from gan.data.dped import decode_patch  # noqa: E402
 from gan.data.sample import sample_pairs  # noqa: E402
@@ -74,21 +73,6 @@ def load_pairs(folder: Path) -> tuple[np.ndarray, np.ndarray]:
             phone.append(decode_patch(file.read_bytes()))
             dslr.append(decode_patch((folder / split / "canon" / file.name).read_bytes()))
     return np.stack(phone), np.stack(dslr)
-
-
-def module_at(revision: str, folder: Path):
-    """gan/data/align.py as of ``revision``, imported under another name."""
-    shown = subprocess.run(["git", "show", f"{revision}:gan/data/align.py"], cwd=ROOT,
-                           capture_output=True, text=True)
-    if shown.returncode != 0:
-        raise SystemExit(f"{revision}: no gan/data/align.py ({shown.stderr.strip()})")
-    file = folder / "align_at_revision.py"
-    file.write_text(shown.stdout)
-    spec = importlib.util.spec_from_file_location("align_at_revision", file)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 def of_module(module) -> Aligner:
@@ -177,7 +161,7 @@ def main() -> None:
     print(f"{len(phone)} real pairs from {args.data}; {args.simulated} simulated pairs")
     with tempfile.TemporaryDirectory() as folder:
         aligners: dict[str, Aligner] = {
-            f"before ({args.against[:7]})": of_module(module_at(args.against, Path(folder))),
+            f"before ({args.against[:7]})": of_module(module_at(args.against, ("gan/data/align.py",), Path(folder))),
             "exhaustive NCC (reference)": exhaustive_reference,
             "this tree": of_module(align),
         }

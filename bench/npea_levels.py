@@ -17,8 +17,6 @@ authors' NPEA outputs could not be read here (see bench/README.md).
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -30,28 +28,13 @@ from skimage import data
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from revision import module_at  # noqa: E402 (bench/revision.py)
 from gan.evaluation.baselines import npea as current  # noqa: E402
 from gan.evaluation.loe import lightness_order_error  # noqa: E402
 from tests.test_npea import equalize_per_channel  # noqa: E402
 
 DPED_FULL_SIZE = (ROOT.parent / "shared" / "dped-mini" / "iphone" / "test_data"
                   / "full_size_test_images")
-
-
-def module_at(revision: str, folder: Path):
-    """gan/evaluation/baselines/npea.py as of ``revision``, imported under another name."""
-    shown = subprocess.run(["git", "show", f"{revision}:gan/evaluation/baselines/npea.py"],
-                           cwd=ROOT, capture_output=True, text=True)
-    if shown.returncode != 0:
-        raise SystemExit(f"{revision}: no gan/evaluation/baselines/npea.py "
-                         f"({shown.stderr.strip()})")
-    file = folder / "npea_at_revision.py"
-    file.write_text(shown.stdout)
-    spec = importlib.util.spec_from_file_location("npea_at_revision", file)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def photos() -> dict[str, np.ndarray]:
@@ -87,7 +70,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         versions = {"this tree": current.npea}
         if args.against:
-            versions[args.against] = module_at(args.against, Path(folder)).npea
+            versions[args.against] = module_at(args.against, ("gan/evaluation/baselines/npea.py",), Path(folder)).npea
         versions["k = 1"] = without_dark_factor
         versions["HE"] = equalize_per_channel
         header = f"{'photo':22} {'input':>6}"

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.util
-import subprocess
 import sys
 import tempfile
 import time
@@ -19,23 +17,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from revision import module_at  # noqa: E402 (bench/revision.py)
 from gan.data import sample as current  # noqa: E402
-
-
-def module_at(revision: str, folder: Path):
-    """gan/data/sample.py (or, before the layout change, gan/sample.py) as of ``revision``."""
-    for path in ("gan/data/sample.py", "gan/sample.py"):
-        shown = subprocess.run(["git", "show", f"{revision}:{path}"], cwd=ROOT,
-                               capture_output=True, text=True)
-        if shown.returncode == 0:
-            file = folder / "sample_at_revision.py"
-            file.write_text(shown.stdout)
-            spec = importlib.util.spec_from_file_location("sample_at_revision", file)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[spec.name] = module  # dataclasses look their module up
-            spec.loader.exec_module(module)
-            return module
-    raise SystemExit(f"{revision}: no sample module found")
 
 
 def main() -> None:
@@ -46,7 +29,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         builders = {"this tree": current}
         if args.against:
-            builders[args.against] = module_at(args.against, Path(folder))
+            builders[args.against] = module_at(args.against, ("gan/data/sample.py", "gan/sample.py"), Path(folder))
         for run in range(args.runs):
             for name, module in builders.items():
                 out = Path(folder) / f"{run}-{len(name)}.zip"
