@@ -29,7 +29,7 @@ import torch.distributed as dist
 from torch import nn
 
 from gan.checkpoint import atomic_torch_save
-from gan.data.patches import PatchPairs
+from gan.data.patches import PatchPairs, add_noise
 from gan.errors import first_line
 from gan.losses import GeneratorLoss, LossWeights, adversarial_d_loss
 from gan.metrics import mean_finite, ms_ssim, psnr
@@ -82,6 +82,7 @@ class TrainConfig:
     precision: str  # auto | fp32 | bf16 (autocast of G, D and VGG19; see Trainer)
     ema: float  # decay of an exponential moving average of G's weights; 0: none
     lr_cosine_steps: int  # 0: constant lr; N: both lrs follow a cosine from lr to 0 over N steps
+    input_noise: float  # 0: none; s: Gaussian noise, std uniform in [0, s] per patch, on the phone side
 
 
 @dataclass
@@ -100,7 +101,8 @@ class RunSpec:
 
     # params.yaml keys of each section that a run reads (dvc.yaml tracks whole sections).
     MODEL_KEYS = ("generator", "depth", "base_width", "growth_rate", "layers_per_block",
-                  "global_residual", "resnet_width", "resnet_blocks", "d_width", "d_layers")
+                  "global_residual", "guided_radius", "resnet_width", "resnet_blocks", "d_width",
+                  "d_layers")
     LOSS_KEYS = ("perceptual", "adversarial", "msssim", "pixel", "vgg_weights", "distance",
                  "msssim_win")
     TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig))
@@ -134,7 +136,8 @@ class RunSpec:
                                 f"got {m['generator']!r}")
         if m["generator"] == "dense_unet":
             generator_config = {k: m[k] for k in ("depth", "base_width", "growth_rate",
-                                                 "layers_per_block", "global_residual")}
+                                                 "layers_per_block", "global_residual",
+                                                 "guided_radius")}
         else:
             generator_config = {"width": m["resnet_width"], "blocks": m["resnet_blocks"]}
         train = TrainConfig(**t)
@@ -145,6 +148,9 @@ class RunSpec:
         if int(train.lr_cosine_steps) < 0:
             raise SettingsError(f"train.lr_cosine_steps must be 0 (constant lr) or more, got "
                                 f"{train.lr_cosine_steps}")
+        if float(train.input_noise) < 0.0:
+            raise SettingsError(f"train.input_noise must be 0 (none) or more, got "
+                                f"{train.input_noise}")
         if not 0.0 <= float(train.ema) < 1.0:
             raise SettingsError(f"train.ema must be in [0, 1) (0: no average), got {train.ema}")
         try:
@@ -338,6 +344,8 @@ class Trainer:
         """One training step: a D update, then a G update, on a fresh batch."""
         self._schedule_lr()
         phone, dslr = self.train_data.sample(self.rng, self.cfg.batch_size)
+        if self.cfg.input_noise > 0:
+            phone = add_noise(phone, self.rng, float(self.cfg.input_noise))
         phone, dslr = self._to_device(phone), self._to_device(dslr)
         # 1. generate
         with self._autocast():

@@ -268,6 +268,7 @@ SCHEMA: dict[str, dict[str, Spec]] = {
         "growth_rate": Int(1),
         "layers_per_block": Int(1),
         "global_residual": Bool(),
+        "guided_radius": Int(0, note="0: none"),
         "resnet_width": Int(1),
         "resnet_blocks": Int(0),
         "d_width": Int(1),
@@ -300,6 +301,7 @@ SCHEMA: dict[str, dict[str, Spec]] = {
         "precision": Choice("auto", "fp32", "bf16"),  # gan.runtime.PRECISIONS
         "ema": Float(0.0, 1.0, high_open=True, note="0: no average"),
         "lr_cosine_steps": Int(0, note="0: constant lr"),
+        "input_noise": Float(0.0, note="0: none"),
     },
     "evaluate": {
         "extra_models": ModelList(),

@@ -26,7 +26,8 @@ from stages.export import main
 # torch.jit.load's deprecation notice, on every load below.
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 
-TINY_UNET = {"depth": 2, "base_width": 8, "growth_rate": 4, "layers_per_block": 2}
+TINY_UNET = {"depth": 2, "base_width": 8, "growth_rate": 4, "layers_per_block": 2,
+             "guided_radius": 2}  # the trainable output filter is exported too
 TINY_RESNET = {"width": 8, "blocks": 1}
 TOLERANCE = 1e-4
 # A photo's size, odd sizes, and a multiple of 2**depth with another batch size.

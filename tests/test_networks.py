@@ -11,6 +11,7 @@ from gan.networks import (
                           LOGIT_EPS,
                           DenseBlock,
                           DenseUNetConfig,
+                          GuidedOutputFilter,
                           build_discriminator,
                           build_generator,
                           count_parameters,
@@ -64,6 +65,45 @@ def test_dense_unet_without_global_residual_starts_grey() -> None:
     g = build_generator("dense_unet", {**TINY["dense_unet"], "global_residual": False})
     with torch.no_grad():
         assert torch.allclose(g(torch.rand(1, 3, 16, 16)), torch.full((1, 3, 16, 16), 0.5))
+
+
+def test_guided_filter_smooths_flat_areas_and_keeps_edges() -> None:
+    smooth = GuidedOutputFilter(radius=2)
+    flat = 0.5 + 0.01 * torch.randn(1, 3, 32, 32)  # noise of std 2.5 grey levels, var << eps
+    edge = torch.zeros(1, 3, 32, 32)
+    edge[..., 16:] = 1.0  # var >> eps next to the step
+    with torch.no_grad():
+        assert smooth(flat).std() < 0.5 * flat.std()
+        out = smooth(edge)
+    # Away from the step nothing changes; beside it the step is still a step.
+    assert torch.equal(out[..., :12], edge[..., :12]) and torch.equal(out[..., 20:], edge[..., 20:])
+    assert out[..., 15].max() < 0.1 and out[..., 16].min() > 0.9
+
+
+def test_guided_filter_runs_in_float32_under_bf16_autocast_and_learns_its_eps() -> None:
+    smooth = GuidedOutputFilter(radius=1)
+    y = torch.rand(2, 3, 20, 20)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = smooth(y.bfloat16())
+    assert out.dtype == torch.float32
+    assert torch.allclose(out, smooth(y.bfloat16().float()))
+    smooth(y).sum().backward()
+    assert smooth.log_eps.grad is not None and smooth.log_eps.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 37, 53), (1, 3, 2, 2)])
+def test_dense_unet_with_the_guided_filter(shape: tuple[int, ...]) -> None:
+    g = build_generator("dense_unet", {**TINY["dense_unet"], "guided_radius": 3})
+    assert isinstance(g.smooth, GuidedOutputFilter)
+    x = torch.rand(shape)
+    with torch.no_grad():
+        y = g(x)
+    assert y.shape == shape and 0.0 <= y.min() and y.max() <= 1.0
+    if shape[-1] > 3:  # reflect-padded by the U-Net as by the filter: the identity, then the filter
+        assert torch.allclose(y, g.smooth(x), atol=LOGIT_EPS + 1e-6)
+    assert build_generator("dense_unet", TINY["dense_unet"]).smooth is None
+    with pytest.raises(ValueError, match="guided_radius must be >= 0"):
+        DenseUNetConfig(guided_radius=-1)
 
 
 @pytest.mark.parametrize("kind", GENERATORS)

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from gan.checkpoint import CheckpointError, load_generator, read_generator
 from gan.data.dped import DpedSource, find_layout
 from gan.data.extract import extract
-from gan.data.patches import PatchPairs, data_fingerprint
+from gan.data.patches import PatchPairs, add_noise, data_fingerprint
 from gan.data.sample import write_sample_zip
 from gan.losses import LossWeights
 from gan.runtime import cpu_has_native_bf16, describe_cpu, resolve_precision
@@ -313,7 +313,36 @@ def test_the_cosine_schedule_sets_both_learning_rates_and_resumes_exactly(patche
         assert torch.equal(a, b), name
 
 
+def test_input_noise_perturbs_the_phone_side_only_and_resumes_exactly(patches, tmp_path):
+    phone = torch.full((64, 3, 8, 8), 0.5)
+    noisy = add_noise(phone, np.random.default_rng(0), 0.1)
+    stds = (noisy - phone).flatten(1).std(dim=1)
+    assert stds.max() < 0.12 and stds.min() < 0.03 < stds.max()  # per-patch std in [0, 0.1]
+    assert torch.equal(noisy, add_noise(phone, np.random.default_rng(0), 0.1))
+    assert add_noise(torch.ones(2, 3, 8, 8), np.random.default_rng(0), 0.5).max() == 1.0
+
+    seen = []
+    trainer = Trainer(spec_for(patches, input_noise=0.05), patches, tmp_path / "n.pt", Dist())
+    original = trainer.train_data.sample
+    trainer.train_data.sample = lambda *a, **k: seen.append(original(*a, **k)) or seen[-1]
+    trainer.g.forward, plain = (lambda x: seen.append(x) or plain(x)), trainer.g.forward
+    trainer.optimize()
+    (phone, dslr), fed = seen[0], seen[1]
+    assert not torch.equal(fed, phone) and (fed - phone).abs().max() < 0.5
+    # Resuming draws the same noise: the run equals an uninterrupted one.
+    straight = Trainer(spec_for(patches, input_noise=0.05), patches, tmp_path / "a.pt", Dist())
+    straight.fit()
+    Trainer(spec_for(patches, steps=3, input_noise=0.05), patches, tmp_path / "b.pt",
+            Dist()).fit()
+    second = Trainer(spec_for(patches, input_noise=0.05), patches, tmp_path / "b.pt", Dist())
+    second.try_resume()
+    second.fit()
+    for (name, a), (_, b) in zip(state(straight).items(), state(second).items()):
+        assert torch.equal(a, b), name
+
+
 @pytest.mark.parametrize("change, message", [
+    ({"train": {"input_noise": -0.1}}, "train.input_noise must be 0"),
     ({"train": {"ema": 1.0}}, "train.ema must be in [0, 1)"),
     ({"train": {"lr_cosine_steps": -1}}, "train.lr_cosine_steps must be 0"),
     ({"train": {"steps": 0}}, "train.steps must be at least 1"),

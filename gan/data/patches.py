@@ -71,6 +71,19 @@ def _augment(images: torch.Tensor, turns: np.ndarray, flips: np.ndarray) -> torc
     return torch.stack(out)
 
 
+def add_noise(phone: torch.Tensor, rng: np.random.Generator, max_std: float) -> torch.Tensor:
+    """The phone patches with Gaussian noise, independent per pixel and channel, of a standard
+    deviation drawn per patch uniformly from [0, max_std], clipped to [0, 1].
+
+    Why: the generator, trained on a few hundred pairs, keeps the phone's noise in its output
+    (edge-preserving denoising of its output gains MS-SSIM; bench/README.md, issue 10); noise on
+    the input side only, with the clean DSLR patch as the target, teaches it to remove noise.
+    Drawn from the trainer's generator, so a resumed run draws the same noise."""
+    std = rng.uniform(0.0, max_std, size=(len(phone), 1, 1, 1)).astype(np.float32)
+    noise = rng.standard_normal(size=tuple(phone.shape), dtype=np.float32) * std
+    return (phone + torch.from_numpy(noise)).clamp_(0.0, 1.0)
+
+
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:
     """(B, H, W, 3) uint8 -> (B, 3, H, W) float32 in [0, 1]."""
     # A read-only memmap is copied (uint8, cheap): torch refuses to wrap non-writable memory.
