@@ -3,14 +3,16 @@
     python bench/enhance_bench.py                     # all methods, both sizes
     python bench/enhance_bench.py --methods ours --sizes 4032x3024
 
-Methods: ours (Dense U-Net, the default architecture, tiled as the enhance command runs it),
-ours_bf16 (the same under bf16 autocast: `enhance --precision bf16`), ours whole (no tiling,
-the 720p photo only: the memory tiling saves), dped_resnet (DPED's generator, same tiling),
-dped_resnet_bf16 (it too under bf16 autocast: the like-for-like comparison), CLHE and NPEA.
-Generators are freshly initialised: their cost does not depend on the weights. The photo is a
+Methods: ours (the shipped model, iphone-dped-mini: the Dense U-Net with its trainable guided
+output filter, tiled as the enhance command runs it), ours_bf16 (the same under bf16 autocast:
+`enhance --precision bf16`), ours whole (no tiling, the 720p photo only: the memory tiling
+saves), unet_bf16 (params.yaml's Dense U-Net without the filter, in bf16: what the filter
+costs), dped_resnet (DPED's generator, same tiling), dped_resnet_bf16 (it too under bf16
+autocast: the like-for-like comparison), CLHE and NPEA. Generators other than the shipped one
+are freshly initialised: their cost does not depend on the weights. The photo is a
 real one (scikit-image's astronaut) resized. Each (method, size) runs in a fresh process, so its
 peak RSS is its own; that includes Python, torch and the image buffers. A last row times the
-whole `enhance` command on a 12 MP JPEG (decode, enhance, encode, write).
+whole `enhance` command on a 12 MP JPEG (decode, enhance, encode, write) with its default model.
 
 Targets: issue 5, ours under 2 s for 1280x720 and at least 5x faster than dped_resnet, the
 12 MP photo under 2 GB peak RSS; issue 13, 1280x720 at least 10x faster than dped_resnet, the
@@ -32,7 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-METHODS = ("ours", "ours_bf16", "ours_whole", "dped_resnet", "dped_resnet_bf16", "clhe", "npea")
+METHODS = ("ours", "ours_bf16", "ours_whole", "unet_bf16", "dped_resnet", "dped_resnet_bf16",
+           "clhe", "npea")
 SIZES = ("1280x720", "4032x3024")
 
 
@@ -51,14 +54,19 @@ def enhancer(method: str):
     from gan.deploy.inference import enhance_array
     from gan.networks import build_generator
 
-    if method in ("ours", "ours_bf16", "ours_whole", "dped_resnet", "dped_resnet_bf16"):
+    if method not in ("clhe", "npea"):
         import torch
 
+        from gan.checkpoint import load_generator
+        from gan.deploy.pretrained import DEFAULT_MODEL, resolve_model
         from gan.runtime import keep_freed_memory
 
         keep_freed_memory()  # as the enhance command does
-        resnet = method.startswith("dped_resnet")
-        generator = build_generator("dped_resnet" if resnet else "dense_unet").eval()
+        if method.startswith("ours"):
+            generator = load_generator(resolve_model(DEFAULT_MODEL)).eval()
+        else:
+            kind = "dped_resnet" if method.startswith("dped_resnet") else "dense_unet"
+            generator = build_generator(kind).eval()
         tiling = {"tile": 0} if method == "ours_whole" else {}  # else the enhance defaults
         if method.endswith("_bf16"):
             tiling["dtype"] = torch.bfloat16
@@ -88,21 +96,17 @@ def one_run(method: str, width: int, height: int) -> dict:
 
 
 def command_run(width: int, height: int) -> dict:
-    """The whole `enhance` command on a JPEG, a fresh generator saved as the model."""
+    """The whole `enhance` command on a JPEG with its default model (the shipped one)."""
     from PIL import Image
-
-    from gan.checkpoint import save_generator
-    from gan.networks import build_generator
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         Image.fromarray(photo(width, height)).save(tmp / "photo.jpg", quality=95)
-        save_generator(tmp / "g.pt", build_generator("dense_unet"), {})
         began = time.perf_counter()
         done = subprocess.run(
             ["/usr/bin/time", "-f", "%M", sys.executable, "-m", "stages", "enhance",
-             str(tmp / "photo.jpg"), "-o", str(tmp / "out"), "--model", str(tmp / "g.pt"),
-             "--device", "cpu", "--no-progress"], cwd=ROOT, capture_output=True, text=True)
+             str(tmp / "photo.jpg"), "-o", str(tmp / "out"), "--device", "cpu", "--no-progress"],
+            cwd=ROOT, capture_output=True, text=True)
         seconds = time.perf_counter() - began
         if done.returncode:
             raise RuntimeError(done.stdout + done.stderr)
