@@ -15,7 +15,6 @@ the training pairs (does the model miss it where it was trained, too?).
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
@@ -145,9 +144,7 @@ def edge_preserving(out: torch.Tensor) -> dict[str, torch.Tensor]:
     rows = {}
     for radius in (2, 3):
         for eps in (3e-4, 1e-3):
-            guided = GuidedOutputFilter(radius)
-            guided.log_eps.fill_(math.log(eps))
-            rows[f"guided r{radius} eps {eps:g}"] = guided(out)
+            rows[f"guided r{radius} eps {eps:g}"] = GuidedOutputFilter(radius, eps)(out)
     rows["TV 0.01"] = per_image(lambda a: denoise_tv_chambolle(a, weight=0.01, channel_axis=-1))
     rows["NL-means h 0.015"] = per_image(lambda a: denoise_nl_means(
         a, h=0.015, patch_size=5, patch_distance=6, channel_axis=-1, fast_mode=True))

@@ -51,6 +51,7 @@ class DenseUNetConfig:
     global_residual: predict a correction of the input (logit domain) instead of the image.
     guided_radius: radius of the trainable edge-preserving output filter (GuidedOutputFilter);
         0: none.
+    guided_eps: the filter's initial eps (its strength; learnt from there).
 
     The defaults cost ~53K multiply-adds per pixel, 1/7.6 of DPED's ResNet. Depth 3 rather than
     2: the extra level works at 1/16 and 1/64 of the pixels, so it adds only ~9K MACs/pixel, yet
@@ -64,11 +65,14 @@ class DenseUNetConfig:
     layers_per_block: int = 3
     global_residual: bool = True
     guided_radius: int = 0
+    guided_eps: float = 3e-4
 
     def __post_init__(self) -> None:
         _check_positive(self, "base_width", "growth_rate", "layers_per_block")
         if self.depth < 0:
             raise ValueError(f"DenseUNetConfig.depth must be >= 0, got {self.depth}")
+        if not self.guided_eps > 0:
+            raise ValueError(f"DenseUNetConfig.guided_eps must be > 0, got {self.guided_eps}")
         if self.guided_radius < 0:
             raise ValueError(f"DenseUNetConfig.guided_radius must be >= 0, "
                              f"got {self.guided_radius}")
@@ -257,7 +261,8 @@ class DenseUNet(_Configured):
         )
         self.decoder = nn.ModuleList(block(w) for w in widths[:-1])
         self.tail = _conv3x3(widths[0], 3)
-        self.smooth = GuidedOutputFilter(c.guided_radius) if c.guided_radius else None
+        self.smooth = (GuidedOutputFilter(c.guided_radius, c.guided_eps) if c.guided_radius
+                       else None)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -311,7 +316,7 @@ class GuidedOutputFilter(nn.Module):
     ``out = box(a) * y + box(b)``. Flat areas (var << eps) are averaged, edges and texture
     (var >> eps) pass. Differentiable, so it is trained with the generator (as in Wu et al.,
     "Fast end-to-end trainable guided filter", CVPR 2018); ``eps`` is learnt per channel in the
-    log domain.
+    log domain, from ``eps`` (model.guided_eps).
 
     Why: on dped-mini the trained U-Net keeps the phone's noise. A self-guided filter applied to
     its output afterwards gained 0.005-0.007 MS-SSIM on its test pairs and on the very crops it
@@ -322,12 +327,23 @@ class GuidedOutputFilter(nn.Module):
     over different boxes, which can step slightly outside.
     """
 
-    INITIAL_EPS = 3e-4  # the best fixed eps for r = 2-3 on the trained model's outputs (probe)
+    # eps = exp(LOG_EPS_SCALE * log_eps_scaled): Adam moves a parameter by about lr per step
+    # whatever its gradient's size, so log(eps) itself would move by ~0.1 in a 600-step run
+    # (measured: 3e-4 ended at 2.94e-4-3.00e-4); scaled by 20 it can travel a factor of ~3.
+    LOG_EPS_SCALE = 20.0
 
-    def __init__(self, radius: int, channels: int = 3):
+    def __init__(self, radius: int, eps: float = 3e-4, channels: int = 3):
         super().__init__()
+        if radius < 1 or not eps > 0:
+            raise ValueError(f"GuidedOutputFilter needs radius >= 1 and eps > 0, got {radius}, {eps}")
         self.radius = radius
-        self.log_eps = nn.Parameter(torch.full((1, channels, 1, 1), math.log(self.INITIAL_EPS)))
+        self.log_eps_scaled = nn.Parameter(
+            torch.full((1, channels, 1, 1), math.log(eps) / self.LOG_EPS_SCALE))
+
+    @property
+    def eps(self) -> torch.Tensor:
+        """The current eps per channel, (1, C, 1, 1)."""
+        return (self.LOG_EPS_SCALE * self.log_eps_scaled.float()).exp()
 
     def _box(self, x: torch.Tensor) -> torch.Tensor:
         """The mean over the (2r+1)^2 box around each pixel, borders mirrored. Rows then
@@ -353,7 +369,7 @@ class GuidedOutputFilter(nn.Module):
         y = y.float()
         mean = self._box(y)
         var = (self._box(y * y) - mean * mean).clamp(min=0.0)
-        a = var / (var + self.log_eps.float().exp())
+        a = var / (var + self.eps)
         b = mean - a * mean
         return (self._box(a) * y + self._box(b)).clamp(0.0, 1.0)
 

@@ -101,8 +101,8 @@ class RunSpec:
 
     # params.yaml keys of each section that a run reads (dvc.yaml tracks whole sections).
     MODEL_KEYS = ("generator", "depth", "base_width", "growth_rate", "layers_per_block",
-                  "global_residual", "guided_radius", "resnet_width", "resnet_blocks", "d_width",
-                  "d_layers")
+                  "global_residual", "guided_radius", "guided_eps", "resnet_width",
+                  "resnet_blocks", "d_width", "d_layers")
     LOSS_KEYS = ("perceptual", "adversarial", "msssim", "pixel", "vgg_weights", "distance",
                  "msssim_win")
     TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig))
@@ -137,7 +137,7 @@ class RunSpec:
         if m["generator"] == "dense_unet":
             generator_config = {k: m[k] for k in ("depth", "base_width", "growth_rate",
                                                  "layers_per_block", "global_residual",
-                                                 "guided_radius")}
+                                                 "guided_radius", "guided_eps")}
         else:
             generator_config = {"width": m["resnet_width"], "blocks": m["resnet_blocks"]}
         train = TrainConfig(**t)

@@ -269,6 +269,7 @@ SCHEMA: dict[str, dict[str, Spec]] = {
         "layers_per_block": Int(1),
         "global_residual": Bool(),
         "guided_radius": Int(0, note="0: none"),
+        "guided_eps": Float(0.0, low_open=True),
         "resnet_width": Int(1),
         "resnet_blocks": Int(0),
         "d_width": Int(1),

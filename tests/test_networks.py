@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -88,7 +90,12 @@ def test_guided_filter_runs_in_float32_under_bf16_autocast_and_learns_its_eps() 
     assert out.dtype == torch.float32
     assert torch.allclose(out, smooth(y.bfloat16().float()))
     smooth(y).sum().backward()
-    assert smooth.log_eps.grad is not None and smooth.log_eps.grad.abs().sum() > 0
+    assert torch.allclose(smooth.eps, torch.full((1, 3, 1, 1), 3e-4))
+    assert smooth.log_eps_scaled.grad is not None and smooth.log_eps_scaled.grad.abs().sum() > 0
+    # One Adam-sized step on the stored parameter moves eps by a factor exp(20 * lr), not exp(lr).
+    with torch.no_grad():
+        smooth.log_eps_scaled -= 0.01
+    assert torch.allclose(smooth.eps, torch.full((1, 3, 1, 1), 3e-4 * math.exp(-0.2)))
 
 
 @pytest.mark.parametrize("shape", [(1, 3, 37, 53), (1, 3, 2, 2)])
@@ -104,6 +111,10 @@ def test_dense_unet_with_the_guided_filter(shape: tuple[int, ...]) -> None:
     assert build_generator("dense_unet", TINY["dense_unet"]).smooth is None
     with pytest.raises(ValueError, match="guided_radius must be >= 0"):
         DenseUNetConfig(guided_radius=-1)
+    with pytest.raises(ValueError, match="guided_eps must be > 0"):
+        DenseUNetConfig(guided_eps=0.0)
+    g = build_generator("dense_unet", {**TINY["dense_unet"], "guided_radius": 1, "guided_eps": 0.01})
+    assert torch.allclose(g.smooth.eps, torch.full((1, 3, 1, 1), 0.01))
 
 
 @pytest.mark.parametrize("kind", GENERATORS)

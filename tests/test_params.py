@@ -93,6 +93,7 @@ BAD: list[tuple[str, Any]] = [
     ("train.input_noise", -0.1),
     ("model.guided_radius", -1),
     ("model.guided_radius", 1.5),
+    ("model.guided_eps", 0),
     ("evaluate.extra_models", "models/other.pt"),
     ("evaluate.device", "gpu"),
     ("evaluate.batch_size", 0),
