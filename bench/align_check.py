@@ -161,7 +161,8 @@ def main() -> None:
     print(f"{len(phone)} real pairs from {args.data}; {args.simulated} simulated pairs")
     with tempfile.TemporaryDirectory() as folder:
         aligners: dict[str, Aligner] = {
-            f"before ({args.against[:7]})": of_module(module_at(args.against, ("gan/data/align.py",), Path(folder))),
+            f"before ({args.against[:7]})": of_module(
+                module_at(args.against, ("gan/data/align.py",), Path(folder))),
             "exhaustive NCC (reference)": exhaustive_reference,
             "this tree": of_module(align),
         }

@@ -45,7 +45,9 @@ def low_pass(x: torch.Tensor) -> torch.Tensor:
 
 # BT.601 luma and the two colour differences: blurring one and not the other tells whether the
 # fine scales lose MS-SSIM to luminance noise or to colour noise (the iPhone 3GS has a lot).
-_TO_YCC = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
+_TO_YCC = torch.tensor([[0.299, 0.587, 0.114],
+                        [-0.168736, -0.331264, 0.5],
+                        [0.5, -0.418688, -0.081312]])
 
 
 def to_luma_chroma(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -164,8 +166,10 @@ def fixed_filters(generator: torch.nn.Module, phone: torch.Tensor, out: torch.Te
         rows[f"contrast x{gain}"] = (mean + gain * (out - mean)).clamp(0, 1)
     luma, chroma = to_luma_chroma(out)
     for amount in (0.5, 1.0):
-        rows[f"chroma blur {amount}"] = from_luma_chroma(luma, chroma + amount * (low_pass(chroma) - chroma))
-        rows[f"luma blur {amount}"] = from_luma_chroma(luma + amount * (low_pass(luma) - luma), chroma)
+        blurred_chroma = chroma + amount * (low_pass(chroma) - chroma)
+        blurred_luma = luma + amount * (low_pass(luma) - luma)
+        rows[f"chroma blur {amount}"] = from_luma_chroma(luma, blurred_chroma)
+        rows[f"luma blur {amount}"] = from_luma_chroma(blurred_luma, chroma)
     # Oracles (they see the target, so no method can be them): how much of the gap one colour
     # transform per image, fitted to the Canon patch by least squares, would close.
     rows["oracle: gain+bias"] = fitted_colour(out, dslr, matrix=False)

@@ -70,7 +70,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         versions = {"this tree": current.npea}
         if args.against:
-            versions[args.against] = module_at(args.against, ("gan/evaluation/baselines/npea.py",), Path(folder)).npea
+            old = module_at(args.against, ("gan/evaluation/baselines/npea.py",), Path(folder))
+            versions[args.against] = old.npea
         versions["k = 1"] = without_dark_factor
         versions["HE"] = equalize_per_channel
         header = f"{'photo':22} {'input':>6}"

@@ -29,7 +29,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         builders = {"this tree": current}
         if args.against:
-            builders[args.against] = module_at(args.against, ("gan/data/sample.py", "gan/sample.py"), Path(folder))
+            # gan/sample.py before the gan/ layout change
+            builders[args.against] = module_at(args.against, ("gan/data/sample.py", "gan/sample.py"),
+                                               Path(folder))
         for run in range(args.runs):
             for name, module in builders.items():
                 out = Path(folder) / f"{run}-{len(name)}.zip"

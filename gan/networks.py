@@ -335,7 +335,8 @@ class GuidedOutputFilter(nn.Module):
     def __init__(self, radius: int, eps: float = 3e-4, channels: int = 3):
         super().__init__()
         if radius < 1 or not eps > 0:
-            raise ValueError(f"GuidedOutputFilter needs radius >= 1 and eps > 0, got {radius}, {eps}")
+            raise ValueError(f"GuidedOutputFilter needs radius >= 1 and eps > 0, "
+                             f"got {radius}, {eps}")
         self.radius = radius
         self.log_eps_scaled = nn.Parameter(
             torch.full((1, channels, 1, 1), math.log(eps) / self.LOG_EPS_SCALE))

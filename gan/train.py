@@ -82,7 +82,7 @@ class TrainConfig:
     precision: str  # auto | fp32 | bf16 (autocast of G, D and VGG19; see Trainer)
     ema: float  # decay of an exponential moving average of G's weights; 0: none
     lr_cosine_steps: int  # 0: constant lr; N: both lrs follow a cosine from lr to 0 over N steps
-    input_noise: float  # 0: none; s: Gaussian noise, std uniform in [0, s] per patch, on the phone side
+    input_noise: float  # 0: none; s: Gaussian noise on the phone patches, std uniform in [0, s]
 
 
 @dataclass

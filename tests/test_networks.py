@@ -113,7 +113,8 @@ def test_dense_unet_with_the_guided_filter(shape: tuple[int, ...]) -> None:
         DenseUNetConfig(guided_radius=-1)
     with pytest.raises(ValueError, match="guided_eps must be > 0"):
         DenseUNetConfig(guided_eps=0.0)
-    g = build_generator("dense_unet", {**TINY["dense_unet"], "guided_radius": 1, "guided_eps": 0.01})
+    g = build_generator("dense_unet", {**TINY["dense_unet"], "guided_radius": 1,
+                                       "guided_eps": 0.01})
     assert torch.allclose(g.smooth.eps, torch.full((1, 3, 1, 1), 0.01))
 
 

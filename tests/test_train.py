@@ -321,14 +321,16 @@ def test_input_noise_perturbs_the_phone_side_only_and_resumes_exactly(patches, t
     assert torch.equal(noisy, add_noise(phone, np.random.default_rng(0), 0.1))
     assert add_noise(torch.ones(2, 3, 8, 8), np.random.default_rng(0), 0.5).max() == 1.0
 
-    seen = []
     trainer = Trainer(spec_for(patches, input_noise=0.05), patches, tmp_path / "n.pt", Dist())
-    original = trainer.train_data.sample
-    trainer.train_data.sample = lambda *a, **k: seen.append(original(*a, **k)) or seen[-1]
-    trainer.g.forward, plain = (lambda x: seen.append(x) or plain(x)), trainer.g.forward
+    sampled, fed, targets = [], [], []
+    draw, backward_g = trainer.train_data.sample, trainer.backward_g
+    trainer.train_data.sample = lambda *args: sampled.append(draw(*args)) or sampled[-1]
+    trainer.backward_g = lambda fake, dslr: targets.append(dslr) or backward_g(fake, dslr)
+    trainer.g.register_forward_pre_hook(lambda module, inputs: fed.append(inputs[0]))
     trainer.optimize()
-    (phone, dslr), fed = seen[0], seen[1]
-    assert not torch.equal(fed, phone) and (fed - phone).abs().max() < 0.5
+    (phone, dslr), = sampled
+    assert not torch.equal(fed[0], phone) and (fed[0] - phone).abs().max() < 0.5
+    assert torch.equal(targets[0], dslr)  # the DSLR side is the clean patch
     # Resuming draws the same noise: the run equals an uninterrupted one.
     straight = Trainer(spec_for(patches, input_noise=0.05), patches, tmp_path / "a.pt", Dist())
     straight.fit()
