@@ -4,6 +4,14 @@ Methods: the input as it is, CLHE, NPEA, the trained generator (``ours``) and an
 checkpoints named in ``evaluate.extra_models``. Geometries: the aligned 96x96 test crops of the
 extract stage (primary) and the raw 100x100 test patches as DPED and PIRM scored them. On the
 full-size test photos (no DSLR twin) each method gets its lightness order error and its speed.
+
+Beside PSNR, SSIM and MS-SSIM, each method's summary in metrics/eval.json has its look against
+the DSLR targets (gan.look): detail_ratio, contrast_ratio, saturation_ratio (1.0 = the
+target's) and black_diff (grey levels, 0 = the target's). metrics/eval_per_patch.csv has one
+row per method, geometry and patch: method, geometry, index, psnr, ssim, ms_ssim, the output's
+detail, contrast, black and saturation, and the DSLR target's as target_detail, target_contrast,
+target_black and target_saturation (the same in every method's row of a patch, so that each row
+compares on its own).
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ def main(
                                          full_size_scores, generator_method, generator_photo,
                                          identity_method, raw_test_pairs, score_method)
     from gan.fsio import write_npy
+    from gan.look import look_stats
     from gan.runtime import keep_freed_memory, resolve_device
 
     try:
@@ -68,13 +77,15 @@ def main(
               disable=not progress) as bar:
         for geometry, (phone, dslr, indices) in geometries.items():
             summary[geometry] = {}
+            target_look = look_stats(dslr)  # once per geometry: the same for every method
             for method in methods:
                 bar.set_postfix_str(f"{geometry}: {method.name}")
-                scores, first = score_method(method, phone, dslr)
+                scores, first = score_method(method, phone, dslr, target_look=target_look)
                 summary[geometry][method.name] = scores.summary()
                 tables.append(pd.DataFrame({
                     "method": method.name, "geometry": geometry, "index": indices,
-                    "psnr": scores.psnr, "ssim": scores.ssim, "ms_ssim": scores.ms_ssim}))
+                    "psnr": scores.psnr, "ssim": scores.ssim, "ms_ssim": scores.ms_ssim,
+                    **scores.look, **{f"target_{k}": v for k, v in target_look.items()}}))
                 if geometry == "raw":
                     write_npy(samples / f"{method.name}.npy", first[:saved])
                 bar.update(1)

@@ -18,6 +18,7 @@ from gan.checkpoint import save_generator
 from gan.data.dped import DpedSource, find_layout
 from gan.data.extract import extract
 from gan.data.sample import write_sample_zip
+from gan.evaluation.report import metrics_table
 from gan.networks import build_generator
 from stages.app import app
 from tests.browser import CHROMIUM, dump_dom
@@ -75,7 +76,11 @@ def test_evaluate_scores_every_method_on_both_geometries(workspace):
     assert result.exit_code == 0, result.output
     assert torch.is_grad_enabled()  # the stage runs in-process here: no global state may leak
     table = pd.read_csv(workspace / "metrics" / "eval_per_patch.csv")
-    assert list(table.columns) == ["method", "geometry", "index", "psnr", "ssim", "ms_ssim"]
+    look = ["detail", "contrast", "black", "saturation"]
+    assert list(table.columns) == ["method", "geometry", "index", "psnr", "ssim", "ms_ssim",
+                                   *look, *(f"target_{k}" for k in look)]
+    # The DSLR target's look is the same in every method's row of a patch.
+    assert (table.groupby(["geometry", "index"])["target_detail"].nunique() == 1).all()
     methods = ["input", "clhe", "npea", "ours", "other"]
     assert sorted(table["method"].unique()) == sorted(methods)
     assert set(table["geometry"]) == {"aligned", "raw"}
@@ -84,10 +89,18 @@ def test_evaluate_scores_every_method_on_both_geometries(workspace):
     for geometry in ("aligned", "raw"):
         assert set(report[geometry]) == set(methods)
         for scores in report[geometry].values():
-            assert {"psnr", "psnr_infinite", "ssim", "ms_ssim"} <= set(scores)
+            assert {"psnr", "psnr_infinite", "ssim", "ms_ssim", "detail_ratio", "contrast_ratio",
+                    "black_diff", "saturation_ratio"} <= set(scores)
         # an untrained generator is the identity: it scores what the input scores
-        assert report[geometry]["ours"]["psnr"] == pytest.approx(report[geometry]["input"]["psnr"],
-                                                                 abs=0.05)
+        ours, phone = report[geometry]["ours"], report[geometry]["input"]
+        assert ours["psnr"] == pytest.approx(phone["psnr"], abs=0.05)
+        for key in ("detail_ratio", "contrast_ratio", "saturation_ratio"):
+            assert ours[key] == pytest.approx(phone[key], abs=0.01)
+        assert ours["black_diff"] == pytest.approx(phone["black_diff"], abs=0.5)
+        # the summary is the per-patch table's ratio of means
+        rows = table[(table["geometry"] == geometry) & (table["method"] == "clhe")]
+        assert report[geometry]["clhe"]["detail_ratio"] == pytest.approx(
+            rows["detail"].mean() / rows["target_detail"].mean(), abs=1e-3)
     assert set(report["loe"]) == set(report["seconds_per_mp"]) == set(methods[1:])
     assert all(v > 0 for v in report["seconds_per_mp"].values())
     saved = workspace / "data" / "eval"
@@ -110,7 +123,7 @@ def test_report_writes_every_figure_and_a_page_that_embeds_them(workspace):
     assert photos >= 1 and page.count("<figure class=compare") == photos
     assert page.count("data:image/png;base64,") == 4 + photos * 5
     for text in ("ours (GAN)", "NPEA", "CLHE", "LOE", "MS-SSIM", "raw 100x100",
-                 "Full-size test photos: before / after"):
+                 "Full-size test photos: before / after", "Look against the DSLR target"):
         assert text in page
     if CHROMIUM:  # the page in a real browser: every image decodes
         assert f'data-images="loaded {photos * 5} of {photos * 5}"' in dump_dom(
@@ -123,3 +136,17 @@ def test_report_names_a_missing_input(workspace, tmp_path):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1
     assert "absent.json" in result.output
+
+
+def test_metrics_table_shows_the_look_and_tolerates_an_eval_json_without_it():
+    scores = {"psnr": 20.0, "psnr_infinite": 0, "ssim": 0.7, "ms_ssim": 0.9, "patches": 3}
+    look = {"detail_ratio": 0.812, "contrast_ratio": 1.05, "black_diff": 4.5,
+            "saturation_ratio": None}  # null: NaN in eval.json (a flat target)
+    old = {g: {"input": scores, "ours": scores} for g in ("aligned", "raw")}
+    assert "Look against" not in metrics_table(old) and "20.00" in metrics_table(old)
+    new = {"aligned": {"input": scores | look, "ours": scores | look},
+           "raw": {"input": scores | look, "ours": scores}}  # ours on raw: no look (any reason)
+    page = metrics_table(new)
+    assert "Look against the DSLR target" in page
+    assert page.count("<td>0.812</td>") == 3 and page.count("<td>+4.50</td>") == 3
+    assert page.count("<td>1.050</td>") == 3 and "None" not in page

@@ -9,9 +9,11 @@ from PIL import Image
 
 from gan.deploy.photo_io import read_photo
 from gan.evaluation import evaluate as evaluation
+from gan.data.patches import to_tensor
 from gan.evaluation.evaluate import (Method, full_size_scores, identity_method, raw_test_pairs,
-                                     read_rgb8)
+                                     read_rgb8, score_method)
 from gan.evaluation.loe import lightness_order_error
+from gan.look import look_stats
 from tests.conftest import jpeg, temporaries, write_dped_zip
 
 
@@ -94,3 +96,23 @@ def test_full_size_scores_stream_one_photo_at_a_time_and_save_the_first(tmp_path
 
 def test_full_size_scores_without_photos_are_empty(tmp_path):
     assert full_size_scores([identity_method()], [], tmp_path, keep=2) == ({}, {})
+
+
+def test_score_method_adds_the_look_against_the_target_chunk_by_chunk():
+    rng = np.random.default_rng(3)
+    patches = rng.integers(0, 256, (7, 12, 12, 3), dtype=np.uint8)
+    same, _ = score_method(identity_method(), patches, patches, chunk=3)
+    look = {k: same.summary()[k] for k in ("detail_ratio", "contrast_ratio", "black_diff",
+                                          "saturation_ratio")}
+    assert look == {"detail_ratio": 1.0, "contrast_ratio": 1.0, "black_diff": 0.0,
+                    "saturation_ratio": 1.0}
+    assert all(v.shape == (7,) for v in (*same.look.values(), *same.target_look.values()))
+    for key, values in look_stats(patches).items():
+        assert same.look[key] == pytest.approx(values, abs=1e-4)  # float32 in [0, 1], not uint8
+        assert np.array_equal(same.target_look[key], values)
+    # A target look computed once by the caller gives the same scores as one computed inside.
+    halved = Method("halved", lambda batch: to_tensor(batch) * 0.5)
+    inside, _ = score_method(halved, patches, patches, chunk=3)
+    given, _ = score_method(halved, patches, patches, chunk=3, target_look=look_stats(patches))
+    assert inside.summary() == given.summary()
+    assert inside.summary()["contrast_ratio"] == 0.5 and inside.summary()["black_diff"] < 0

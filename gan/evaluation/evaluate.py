@@ -4,6 +4,9 @@ A *method* turns a batch of phone images, (N, H, W, 3) uint8, into enhanced imag
 float in [0, 1]: the input itself (identity), the classical baselines CLHE and NPEA, and trained
 generators. Every method is scored per patch with PSNR, SSIM and MS-SSIM (gan.metrics, the DPED
 protocol) and timed, so methods can be compared per second of compute as well as per dB.
+Each output and each DSLR target also gets its look statistics (gan.look: detail, contrast,
+black level, saturation), which say whether the output looks like the DSLR photo, not only how
+near it is.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from gan.deploy.inference import DEFAULT_OVERLAP, DEFAULT_TILE, enhance_array
 from gan.deploy.photo_io import read_photo
 from gan.evaluation.loe import lightness_order_error
 from gan.fsio import atomic_open
+from gan.look import LOOK_KEYS, look_stats, look_summary
 from gan.metrics import mean_finite, ms_ssim, psnr, ssim
 from gan.pixels import float_to_uint8
 
@@ -95,22 +99,28 @@ class Scores:
     ssim: np.ndarray
     ms_ssim: np.ndarray
     seconds: float  # enhancing only, not scoring
+    look: dict[str, np.ndarray]  # the output's gan.look statistics, per patch
+    target_look: dict[str, np.ndarray]  # the DSLR targets' (the same for every method)
 
     def summary(self) -> dict[str, float | int]:
         mean, infinite = mean_finite(torch.from_numpy(self.psnr))
         return {"psnr": round(mean, 3), "psnr_infinite": infinite,
                 "ssim": round(float(self.ssim.mean()), 4),
-                "ms_ssim": round(float(self.ms_ssim.mean()), 4), "patches": len(self.psnr)}
+                "ms_ssim": round(float(self.ms_ssim.mean()), 4), "patches": len(self.psnr),
+                **look_summary(self.look, self.target_look)}
 
 
-def score_method(method: Method, phone: np.ndarray, dslr: np.ndarray,
-                 chunk: int = 256) -> tuple[Scores, np.ndarray]:
+def score_method(method: Method, phone: np.ndarray, dslr: np.ndarray, chunk: int = 256,
+                 target_look: dict[str, np.ndarray] | None = None) -> tuple[Scores, np.ndarray]:
     """Enhance and score ``phone`` against ``dslr`` ((N, H, W, 3) uint8 each), chunk by chunk.
 
+    ``target_look``: ``gan.look.look_stats(dslr)``, passed in when the caller scores several
+    methods on the same targets, so that it is computed once; computed here otherwise.
     Returns the scores and the enhanced images of the chunk-sized prefix as uint8 (what the
     report shows comes from the first rows, and keeping all outputs would cost N x H x W x 3).
     """
     results: dict[str, list[np.ndarray]] = {"psnr": [], "ssim": [], "ms_ssim": []}
+    looks: dict[str, list[np.ndarray]] = {k: [] for k in LOOK_KEYS}
     seconds = 0.0
     first = None
     for start in range(0, len(phone), chunk):
@@ -121,9 +131,15 @@ def score_method(method: Method, phone: np.ndarray, dslr: np.ndarray,
         results["psnr"].append(psnr(out, target).numpy())
         results["ssim"].append(ssim(out, target).numpy())
         results["ms_ssim"].append(ms_ssim(out, target).numpy())
+        for key, values in look_stats(out).items():
+            looks[key].append(values)
         if first is None:
             first = to_uint8(out)
-    scores = Scores(*(np.concatenate(results[k]) for k in ("psnr", "ssim", "ms_ssim")), seconds)
+    if target_look is None:
+        target_look = look_stats(dslr)  # blocks of images inside: memory flat in N
+    look = {k: np.concatenate(v) for k, v in looks.items()}
+    scores = Scores(*(np.concatenate(results[k]) for k in ("psnr", "ssim", "ms_ssim")), seconds,
+                    look, target_look)
     return scores, first
 
 

@@ -17,8 +17,16 @@ GEOMETRY_TEXT = {
 }
 
 
+# gan.look's summary keys, their headings and formats; ratios are 1.0 and black_diff 0 at the
+# DSLR target's level.
+LOOK_COLUMNS = (("detail_ratio", "detail", "{:.3f}"), ("contrast_ratio", "contrast", "{:.3f}"),
+                ("black_diff", "black level", "{:+.2f}"),
+                ("saturation_ratio", "saturation", "{:.3f}"))
+
+
 def metrics_table(report: dict[str, Any]) -> str:
-    """One row per method: PSNR / SSIM / MS-SSIM per geometry, LOE and seconds per megapixel."""
+    """One row per method: PSNR / SSIM / MS-SSIM per geometry, LOE and seconds per megapixel;
+    then the look table (``look_table``) when the report has the look figures."""
     geometries = [g for g in ("aligned", "raw") if g in report]
     methods = method_order(list(report[geometries[0]]))
     head = "".join(f"<th colspan=3>{html.escape(GEOMETRY_TEXT[g])}</th>" for g in geometries)
@@ -38,6 +46,35 @@ def metrics_table(report: dict[str, Any]) -> str:
                     f"<td>{'' if speed is None else f'{speed:.3f}'}</td></tr>")
     return (f"<table><tr><th rowspan=2>method</th>{head}<th rowspan=2>LOE<br><small>full-size "
             f"photos, lower is better</small></th><th rowspan=2>s / MP</th></tr><tr>{sub}</tr>"
+            + "".join(rows) + "</table>" + look_table(report))
+
+
+def look_table(report: dict[str, Any]) -> str:
+    """One row per method: detail, contrast and saturation as ratios to the DSLR target's and
+    the black level's difference from it (gan.look), per geometry. Empty for an eval.json
+    written before the look figures existed; a figure it lacks (or null) is an empty cell."""
+    geometries = [g for g in ("aligned", "raw") if g in report]
+    methods = method_order(list(report[geometries[0]]))
+    if not any(key in report[g][m] for g in geometries for m in methods
+               for key, _, _ in LOOK_COLUMNS):
+        return ""
+    head = "".join(f"<th colspan={len(LOOK_COLUMNS)}>{html.escape(GEOMETRY_TEXT[g])}</th>"
+                   for g in geometries)
+    sub = "".join(f"<th>{name}</th>" for _ in geometries for _, name, _ in LOOK_COLUMNS)
+    rows = []
+    for m in methods:
+        cells = []
+        for g in geometries:
+            for key, _, form in LOOK_COLUMNS:
+                value = report[g][m].get(key)
+                cells.append(f"<td>{'' if value is None else form.format(value)}</td>")
+        rows.append(f"<tr><th>{html.escape(label(m))}</th>{''.join(cells)}</tr>")
+    return ("<h3>Look against the DSLR target (1.0 / 0 = the target's)</h3>\n<p>Ratios of the "
+            "mean detail (|Laplacian| of luma), contrast (standard deviation of luma) and "
+            "saturation to the DSLR target's; the black level (1st percentile of luma) as a "
+            "difference in grey levels. A soft, milky output has detail below 1 and a positive "
+            "black level; read detail with MS-SSIM, since kept noise also counts as detail.</p>\n"
+            f"<table><tr><th rowspan=2>method</th>{head}</tr><tr>{sub}</tr>"
             + "".join(rows) + "</table>")
 
 
