@@ -1,6 +1,7 @@
 """Losses of the generator and the discriminator (Que & Lee, eq. 1).
 
     L_G = perceptual * L_p + adversarial * L_GAN + msssim * (1 - MS-SSIM) + pixel * L1
+          + color * L_colour + tone * L_tone + texture * L_texture
 
 - ``L_p``: distance between VGG19 ``conv5_4`` features taken *before* their ReLU, as ESRGAN
   (Wang et al., the paper's [7]) proposes: the activated features are sparse and lose
@@ -9,6 +10,13 @@
 - ``1 - MS-SSIM``: multi-scale structural similarity (Wang, Simoncelli & Bovik 2003), with a
   window that fits 96x96 patches (see :class:`MSSSIMLoss`).
 - ``L1``: an optional pixel term (0 by default, as in the paper).
+- ``L_colour``, ``L_tone``, ``L_texture``: optional terms for the DSLR's *look* (0 by default):
+  colour on blurred images (DPED's colour loss), and the per-image distributions of luma,
+  chroma and fine detail (see :class:`LookLoss`). Pixel and MS-SSIM losses on pairs that are
+  aligned only to a pixel and noisy on the phone side are minimised by the conditional mean,
+  which is soft, with lifted blacks and flat contrast; a distribution does not care where a
+  value sits, so matching distributions asks for the target's blacks, contrast, colourfulness
+  and amount of detail without asking for an exact registration of them.
 
 The vocabulary follows BasicSR (explicit weights, a VGG extractor with a named layer and
 ``use_input_norm``), without its registries. All images are ``(N, 3, H, W)`` float in [0, 1].
@@ -372,6 +380,73 @@ class MSSSIMLoss(nn.Module):
         return 1.0 - self.ms_ssim(fake, real).mean()
 
 
+# -- the look: colour, tone and texture -------------------------------------------------------
+
+class LookLoss(nn.Module):
+    """Terms that compare how two images look rather than where each value sits.
+
+    - :meth:`color`: L1 between the images blurred by a Gaussian (sigma 3 px, 21 taps, as DPED's
+      colour loss): brightness and colour without the texture, so a pixel of misalignment or
+      the phone's noise costs nothing.
+    - :meth:`tone`: per image, the sorted luma values of output and target compared (L1): the
+      1-D Wasserstein distance between their luma histograms, which is what black level,
+      contrast and brightness are made of; and the same for chroma, max(RGB) - min(RGB), the
+      colourfulness. Differentiable through the sort (the gradient goes to the pixel that holds
+      each rank).
+    - :meth:`texture`: per image, the sorted absolute Laplacians of luma compared the same way:
+      the amount of fine detail, whatever its position. Noise would match it too, which is why
+      it is only ever used beside MS-SSIM, which punishes detail that is not the target's.
+
+    All three: (N, 3, H, W) float in [0, 1] -> a 0-dim tensor >= 0, computed in fp32.
+    """
+
+    BLUR_SIGMA = 3.0
+    BLUR_TAPS = 21
+
+    def __init__(self):
+        super().__init__()
+        radius = self.BLUR_TAPS // 2
+        axis = torch.arange(-radius, radius + 1, dtype=torch.float32)
+        taps = torch.exp(-axis**2 / (2 * self.BLUR_SIGMA**2))
+        self.register_buffer("taps", (taps / taps.sum()).view(1, 1, 1, -1), persistent=False)
+        laplacian = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
+        self.register_buffer("laplacian", laplacian.view(1, 1, 3, 3), persistent=False)
+
+    def _blur(self, x: Tensor) -> Tensor:
+        """Separable Gaussian, borders reflected, per channel."""
+        n, c, h, w = x.shape
+        x = x.reshape(n * c, 1, h, w)
+        pad = self.BLUR_TAPS // 2
+        x = F.conv2d(F.pad(x, (pad, pad, 0, 0), mode="reflect"), self.taps)
+        x = F.conv2d(F.pad(x, (0, 0, pad, pad), mode="reflect"), self.taps.transpose(2, 3))
+        return x.reshape(n, c, h, w)
+
+    @staticmethod
+    def _luma(x: Tensor) -> Tensor:
+        r, g, b = x.unbind(1)
+        return (0.299 * r + 0.587 * g + 0.114 * b).unsqueeze(1)
+
+    @staticmethod
+    def _sorted_l1(a: Tensor, b: Tensor) -> Tensor:
+        """Mean |sort(a) - sort(b)| per image: (N, ...) -> 0-dim."""
+        return (a.flatten(1).sort(dim=1).values - b.flatten(1).sort(dim=1).values).abs().mean()
+
+    def color(self, fake: Tensor, real: Tensor) -> Tensor:
+        with torch.autocast(fake.device.type, enabled=False):
+            return F.l1_loss(self._blur(fake.float()), self._blur(real.float()))
+
+    def tone(self, fake: Tensor, real: Tensor) -> Tensor:
+        fake, real = fake.float(), real.float()
+        luma = self._sorted_l1(self._luma(fake), self._luma(real))
+        chroma = self._sorted_l1(fake.amax(1) - fake.amin(1), real.amax(1) - real.amin(1))
+        return luma + chroma
+
+    def texture(self, fake: Tensor, real: Tensor) -> Tensor:
+        with torch.autocast(fake.device.type, enabled=False):  # the convolutions in fp32 too
+            detail = [F.conv2d(self._luma(x.float()), self.laplacian).abs() for x in (fake, real)]
+        return self._sorted_l1(*detail)
+
+
 # -- the generator's composite loss ------------------------------------------------------------
 
 @dataclass
@@ -382,9 +457,12 @@ class LossWeights:
     adversarial: float = 1e-3  # the paper's lambda
     msssim: float = 1.0  # the paper's eta
     pixel: float = 0.0  # optional L1 pixel term
+    color: float = 0.0  # L1 between blurred images (DPED's colour loss)
+    tone: float = 0.0  # per-image luma and chroma distributions (LookLoss)
+    texture: float = 0.0  # per-image distribution of fine luma detail (LookLoss)
 
     def __post_init__(self) -> None:
-        for name in ("perceptual", "adversarial", "msssim", "pixel"):
+        for name in ("perceptual", "adversarial", "msssim", "pixel", "color", "tone", "texture"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"loss weight {name} must be a finite number >= 0, got {value}")
@@ -398,7 +476,7 @@ class GeneratorLoss(nn.Module):
     later, except switching the perceptual term on when it was built without it.
     """
 
-    TERMS = ("perceptual", "adversarial", "msssim", "pixel")
+    TERMS = ("perceptual", "adversarial", "msssim", "pixel", "color", "tone", "texture")
 
     def __init__(self, weights: LossWeights, vgg_weights: str = "random", distance: str = "l1",
                  msssim_win: int = 5):
@@ -407,6 +485,7 @@ class GeneratorLoss(nn.Module):
         self.perceptual = (PerceptualLoss(vgg_weights, distance) if weights.perceptual > 0
                            else None)
         self.msssim = MSSSIMLoss(msssim_win)
+        self.look = LookLoss()
 
     def forward(self, fake: Tensor, real: Tensor, fake_logits: Tensor | None = None
                 ) -> tuple[Tensor, dict[str, Tensor]]:
@@ -420,7 +499,8 @@ class GeneratorLoss(nn.Module):
         Returns:
             ``(total, terms)``: ``total`` a 0-dim tensor with a graph (none when every term is
             skipped); ``terms`` the detached 0-dim, *unweighted* value of each term
-            ('perceptual', 'adversarial', 'msssim' = 1 - MS-SSIM, 'pixel'; 0 when skipped)
+            ('perceptual', 'adversarial', 'msssim' = 1 - MS-SSIM, 'pixel', 'color', 'tone',
+            'texture'; 0 when skipped)
             and the detached 'total'.
         """
         w = self.weights
@@ -436,6 +516,12 @@ class GeneratorLoss(nn.Module):
             values["msssim"] = self.msssim(fake, real)
         if w.pixel > 0:
             values["pixel"] = F.l1_loss(fake, real)
+        if w.color > 0:
+            values["color"] = self.look.color(fake, real)
+        if w.tone > 0:
+            values["tone"] = self.look.tone(fake, real)
+        if w.texture > 0:
+            values["texture"] = self.look.texture(fake, real)
 
         total = fake.new_zeros((), dtype=torch.float32)
         for name, value in values.items():

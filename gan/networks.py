@@ -98,14 +98,23 @@ class DiscriminatorConfig:
     width: channels of the first conv, doubling per stride-2 layer (capped at 8 x width).
     layers: conv (+ BN) + LeakyReLU layers, each halving the resolution.
     pool: spatial size the last conv's output is average-pooled to before flattening.
+    input: what D judges. "rgb": the image. "grey": its luma, as DPED's texture discriminator
+        (colour is left to the other terms, so D can only ask for the DSLR's texture).
+        "highpass": the luma minus its 5x5 box mean: texture alone, without the brightness.
     """
 
     width: int = 32
     layers: int = 4
     pool: int = 6
+    input: str = "rgb"
+
+    INPUTS = ("rgb", "grey", "highpass")
 
     def __post_init__(self) -> None:
         _check_positive(self, "width", "layers", "pool")
+        if self.input not in self.INPUTS:
+            raise ValueError(f"DiscriminatorConfig.input must be one of {', '.join(self.INPUTS)}, "
+                             f"got {self.input!r}")
 
 
 def _check_positive(config: Any, *names: str) -> None:
@@ -481,7 +490,8 @@ class Discriminator(_Configured):
         self.config = config
         c = config
         widths = [c.width * 2 ** min(i, 3) for i in range(c.layers)]
-        layers: list[nn.Module] = [nn.Conv2d(3, widths[0], 3, stride=2, padding=1), _act()]
+        channels = 3 if c.input == "rgb" else 1
+        layers: list[nn.Module] = [nn.Conv2d(channels, widths[0], 3, stride=2, padding=1), _act()]
         for cin, cout in zip(widths[:-1], widths[1:]):
             # No conv bias: BatchNorm's shift replaces it.
             layers += [
@@ -508,8 +518,18 @@ class Discriminator(_Configured):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) float in [0, 1] -> (N,) logits (any H, W >= 1)."""
         _check_image(x)
-        h = self.features(x * 2.0 - 1.0)  # centred input, as for the generator
+        h = self.features(self._judged(x) * 2.0 - 1.0)  # centred input, as for the generator
         return self.classifier(self.pool(h).flatten(1)).squeeze(1)
+
+    def _judged(self, x: torch.Tensor) -> torch.Tensor:
+        """What D sees of an image (DiscriminatorConfig.input)."""
+        if self.config.input == "rgb":
+            return x
+        luma = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+        if self.config.input == "grey":
+            return luma
+        # Centred on 0.5 so the "* 2 - 1" above centres it on 0 like the other inputs.
+        return luma - F.avg_pool2d(luma, 5, stride=1, padding=2, count_include_pad=False) + 0.5
 
     def probability(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) float in [0, 1] -> (N,) probability in (0, 1) that x is a DSLR photo."""

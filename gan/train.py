@@ -102,9 +102,9 @@ class RunSpec:
     # params.yaml keys of each section that a run reads (dvc.yaml tracks whole sections).
     MODEL_KEYS = ("generator", "depth", "base_width", "growth_rate", "layers_per_block",
                   "global_residual", "guided_radius", "guided_eps", "resnet_width",
-                  "resnet_blocks", "d_width", "d_layers")
-    LOSS_KEYS = ("perceptual", "adversarial", "msssim", "pixel", "vgg_weights", "distance",
-                 "msssim_win")
+                  "resnet_blocks", "d_width", "d_layers", "d_input")
+    LOSS_KEYS = ("perceptual", "adversarial", "msssim", "pixel", "color", "tone", "texture",
+                 "vgg_weights", "distance", "msssim_win")
     TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig))
 
     @classmethod
@@ -154,12 +154,12 @@ class RunSpec:
         if not 0.0 <= float(train.ema) < 1.0:
             raise SettingsError(f"train.ema must be in [0, 1) (0: no average), got {train.ema}")
         try:
-            weights = LossWeights(perceptual=loss["perceptual"], adversarial=loss["adversarial"],
-                                  msssim=loss["msssim"], pixel=loss["pixel"])
+            weights = LossWeights(**{k: loss[k] for k in LossWeights.__dataclass_fields__})
         except ValueError as exc:
             raise SettingsError(f"loss: {exc}") from None
         return cls(generator=m["generator"], generator_config=generator_config,
-                   discriminator_config={"width": m["d_width"], "layers": m["d_layers"]},
+                   discriminator_config={"width": m["d_width"], "layers": m["d_layers"],
+                                         "input": m["d_input"]},
                    loss=weights, vgg_weights=str(loss["vgg_weights"]), distance=loss["distance"],
                    msssim_win=int(loss["msssim_win"]), train=train, data=data)
 

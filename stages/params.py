@@ -274,12 +274,16 @@ SCHEMA: dict[str, dict[str, Spec]] = {
         "resnet_blocks": Int(0),
         "d_width": Int(1),
         "d_layers": Int(1),
+        "d_input": Choice("rgb", "grey", "highpass"),  # gan.networks.DiscriminatorConfig.INPUTS
     },
     "loss": {
         "perceptual": Float(0.0),
         "adversarial": Float(0.0),
         "msssim": Float(0.0),
         "pixel": Float(0.0),
+        "color": Float(0.0),
+        "tone": Float(0.0),
+        "texture": Float(0.0),
         "vgg_weights": VggWeights(),
         "distance": Choice("l1", "mse"),
         "msssim_win": Int(3, odd=True, note=f"{MSSSIM_SCALES} scales must fit extract.crop"),
@@ -375,10 +379,10 @@ def _msssim_window_fits_crop(p: dict, path: Any) -> None:
 
 
 def _some_loss_weight(p: dict, path: Any) -> None:
-    terms = ("perceptual", "adversarial", "msssim", "pixel")
+    terms = ("perceptual", "adversarial", "msssim", "pixel", "color", "tone", "texture")
     if all(p["loss"][t] == 0 for t in terms):
-        raise ParamsError(f"{path}: loss.perceptual, loss.adversarial, loss.msssim and "
-                          "loss.pixel are all 0: at least one loss weight must be > 0")
+        raise ParamsError(f"{path}: loss.{', loss.'.join(terms)} are all 0: at least one loss "
+                          "weight must be > 0")
 
 
 def _report_patches_saved(p: dict, path: Any) -> None:
@@ -416,7 +420,8 @@ CROSS_CHECKS: tuple[tuple[tuple[str, ...], Callable[[dict, Any], None]], ...] = 
     (("extract.patch", "extract.crop"), _crop_fits_patch),
     (("extract.patch", "extract.crop", "extract.max_shift"), _shift_fits_margin),
     (("loss.msssim_win", "extract.crop"), _msssim_window_fits_crop),
-    (("loss.perceptual", "loss.adversarial", "loss.msssim", "loss.pixel"), _some_loss_weight),
+    (tuple(f"loss.{t}" for t in ("perceptual", "adversarial", "msssim", "pixel", "color", "tone",
+                                 "texture")), _some_loss_weight),
     (("evaluate.saved_patches", "report.patches"), _report_patches_saved),
     (("data.source", "data.phone"), _pirm_is_iphone),
     (("data.source", "data.archive", "data.urls", "data.pirm_urls"), _mirrors_when_downloading),

@@ -21,6 +21,7 @@ from torch import nn
 from gan.losses import (
                         VGG19_FILE,
                         GeneratorLoss,
+                        LookLoss,
                         LossWeights,
                         MSSSIMLoss,
                         PerceptualLoss,
@@ -380,7 +381,7 @@ def test_generator_loss_terms_and_total():
     logits = torch.tensor([[-1.0], [2.0]])
     total, terms = criterion(fake, real, logits)
 
-    assert set(terms) == {"perceptual", "adversarial", "msssim", "pixel", "total"}
+    assert set(terms) == {*GeneratorLoss.TERMS, "total"}
     assert all(t.dim() == 0 and not t.requires_grad for t in terms.values())
     torch.testing.assert_close(terms["perceptual"], PerceptualLoss("random")(fake, real).detach())
     torch.testing.assert_close(terms["adversarial"], adversarial_g_loss(logits))
@@ -422,3 +423,67 @@ def test_generator_loss_train_mode_keeps_vgg_frozen():
     criterion = GeneratorLoss(LossWeights()).train()
     assert criterion.training and not criterion.perceptual.vgg.training
     assert not any(p.requires_grad for p in criterion.parameters())
+
+
+# -- the look terms: colour on blurred images, tone and texture distributions ----------------
+
+def test_look_terms_are_zero_for_identical_images_and_in_the_total():
+    look = LookLoss()
+    image = smooth(2, 96, 3)
+    for term in (look.color, look.tone, look.texture):
+        assert term(image, image).item() == 0.0
+    weights = LossWeights(perceptual=0.0, msssim=0.0, color=0.5, tone=2.0, texture=3.0)
+    fake = smooth(2, 96, 4).requires_grad_(True)
+    total, terms = GeneratorLoss(weights)(fake, image)
+    torch.testing.assert_close(terms["color"], look.color(fake, image).detach())
+    torch.testing.assert_close(terms["tone"], look.tone(fake, image).detach())
+    torch.testing.assert_close(terms["texture"], look.texture(fake, image).detach())
+    torch.testing.assert_close(total.detach(), 0.5 * terms["color"] + 2.0 * terms["tone"]
+                               + 3.0 * terms["texture"])
+    total.backward()
+    assert torch.isfinite(fake.grad).all() and fake.grad.abs().sum() > 0
+
+
+def test_tone_and_texture_ignore_where_values_sit():
+    """A distribution term does not care where a value is: a shuffled image has the tone of
+    the original, and a shifted one has its texture too (away from the border); the colour
+    term, blurred, barely sees a 1-pixel shift either."""
+    look = LookLoss()
+    image = torch.rand(1, 3, 64, 64)
+    shuffled = image.flatten(2)[:, :, torch.randperm(64 * 64)].reshape(1, 3, 64, 64)
+    assert look.tone(shuffled, image).item() < 1e-6
+    assert look.texture(shuffled, image).item() > 0.01  # shuffling changes the detail
+    shifted = torch.roll(image, 1, dims=3)
+    assert look.texture(shifted, image).item() < 0.01
+    assert look.color(shifted, image).item() < 0.1 * (shifted - image).abs().mean().item()
+
+
+def test_tone_sees_lifted_blacks_and_lost_colour_that_l1_barely_sees():
+    """A 'milky' output (blacks lifted, colour flattened towards grey) scores far worse on the
+    tone term than on L1 relative to an output that is only noisy by the same L1."""
+    look = LookLoss()
+    target = smooth(1, 96, 5)
+    milky = 0.85 * target + 0.15 * target.mean(dim=1, keepdim=True) + 0.04
+    noise = torch.randn_like(target).sign() * (milky - target).abs().mean()
+    noisy = target + noise
+    assert math.isclose((milky - target).abs().mean().item(),
+                        (noisy - target).abs().mean().item(), rel_tol=1e-3)
+    assert look.tone(milky, target).item() > 3 * look.tone(noisy, target).item()
+
+
+def test_texture_sees_a_blurred_output():
+    look = LookLoss()
+    target = torch.rand(1, 3, 64, 64)
+    blurred = F.avg_pool2d(target, 3, stride=1, padding=1, count_include_pad=False)
+    assert look.texture(blurred, target).item() > 0.05
+    assert look.texture(target, target).item() == 0.0
+
+
+def test_look_terms_run_in_float32_under_bf16_autocast():
+    look = LookLoss()
+    fake, real = smooth(1, 96, 6), smooth(1, 96, 7)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        values = [term(fake, real) for term in (look.color, look.tone, look.texture)]
+    assert all(v.dtype == torch.float32 for v in values)
+    for value, term in zip(values, (look.color, look.tone, look.texture)):
+        torch.testing.assert_close(value, term(fake, real))

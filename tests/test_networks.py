@@ -147,6 +147,24 @@ def test_discriminator_gives_one_logit_per_image(size: int) -> None:
     assert all(p.grad is not None for p in d.parameters())
 
 
+@pytest.mark.parametrize("judged", ["grey", "highpass"])
+def test_discriminator_judging_texture_is_blind_to_what_it_leaves_out(judged: str) -> None:
+    """DPED's texture discriminator: on luma, D cannot tell two images that differ by a
+    change of hue at the same luma; on the high-pass luma, not even by a brightness offset."""
+    d = build_discriminator({"width": 8, "input": judged}).eval()
+    assert d.features[0].in_channels == 1
+    x = torch.rand(2, 3, 96, 96) * 0.5 + 0.25
+    luma = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
+    grey = luma.unsqueeze(1).expand_as(x).contiguous()  # other colours, the same luma
+    torch.testing.assert_close(d(x), d(grey))
+    if judged == "highpass":
+        torch.testing.assert_close(d(x), d(x + 0.1), atol=1e-5, rtol=1e-4)
+    else:
+        assert not torch.allclose(d(x), d(x + 0.1))
+    with pytest.raises(ValueError, match="highpass"):
+        build_discriminator({"input": "colour"})
+
+
 def test_discriminator_single_image_in_eval() -> None:
     d = build_discriminator({"width": 8}).eval()
     assert d(torch.rand(1, 3, 96, 96)).shape == (1,)

@@ -60,10 +60,14 @@ BAD: list[tuple[str, Any]] = [
     ("model.resnet_blocks", -1),
     ("model.d_width", "wide"),
     ("model.d_layers", 0),
+    ("model.d_input", "colour"),
     ("loss.perceptual", -1.0),
     ("loss.adversarial", "lots"),
     ("loss.msssim", float("nan")),
     ("loss.pixel", float("inf")),
+    ("loss.color", -0.5),
+    ("loss.tone", "strong"),
+    ("loss.texture", float("nan")),
     ("loss.vgg_weights", "/no/such/vgg19.pth"),
     ("loss.vgg_weights", 19),
     ("loss.distance", "foo"),
@@ -154,8 +158,9 @@ def test_a_bad_value_is_one_line_naming_the_key_and_the_value(key, value):
 
 
 @pytest.mark.parametrize("changes, says", [
-    ({"loss.perceptual": 0, "loss.adversarial": 0.0, "loss.msssim": 0, "loss.pixel": 0.0},
-     "loss.pixel are all 0: at least one loss weight must be > 0"),
+    ({"loss.perceptual": 0, "loss.adversarial": 0.0, "loss.msssim": 0, "loss.pixel": 0.0,
+      "loss.color": 0, "loss.tone": 0, "loss.texture": 0},
+     "loss.texture are all 0: at least one loss weight must be > 0"),
     ({"data.source": "dped", "data.urls": []}, "data.urls must be a non-empty list"),
     ({"data.source": "pirm", "data.pirm_urls": []}, "data.pirm_urls must be a non-empty list"),
     ({"data.source": "pirm", "data.phone": "sony"},
