@@ -2,6 +2,7 @@
 
     python bench/small_data.py --holdout --steps 3000 --set train.lr_g=0.0005 --tag lr5e-4
     python bench/small_data.py --recipe recipes/small-data.yaml --seeds 0 1 2
+    python bench/small_data.py --cv --recipe recipes/small-data.yaml --seeds 0 1 2 --jobs 2
 
 Trains the settings of ``--params`` (default params.yaml) with ``--recipe``'s overlay
 (``--set section.key=value`` changes one more) and scores the generator with the DPED protocol
@@ -11,6 +12,8 @@ on raw 100x100 pairs, every ``--eval-every`` steps and at the end:
   never sees. Tuning happens here, so the 40 test pairs stay untouched by the choices.
 - otherwise: trained on all 160 training pairs, scored on the 40 test pairs (the goal: DPED's
   released model, 21.50 dB / 0.9158 MS-SSIM on them).
+- ``--cv``: 5-fold cross-validation over all 200 pairs (bench/cross_validation.py): every
+  recipe choice is made on its out-of-fold figures, never on one fold.
 
 Each evaluation prints one JSON line (also appended to ``--log``): seed, step, seconds of
 training so far, PSNR / MS-SSIM on the raw pairs, and those of the input.
@@ -19,6 +22,7 @@ training so far, PSNR / MS-SSIM on the raw pairs, and those of the input.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import sys
@@ -32,10 +36,12 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from gan.data.dped import DpedSource, decode_patch, find_layout  # noqa: E402
 from gan.data.extract import ExtractConfig, extract, rows_table  # noqa: E402
 from gan.data.patches import data_fingerprint, to_tensor  # noqa: E402
+from gan.look import look_stats, look_summary  # noqa: E402
 from gan.metrics import mean_finite, ms_ssim, psnr  # noqa: E402
 from gan.recipe import apply_recipe, check_overlay, load_recipe  # noqa: E402
 from gan.runtime import keep_freed_memory  # noqa: E402
@@ -135,6 +141,13 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=500)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--holdout", action="store_true")
+    parser.add_argument("--cv", action="store_true",
+                        help="5-fold cross-validation over all 200 pairs (bench/cross_validation.py)")
+    parser.add_argument("--cv-folds", type=int, nargs="+", default=[0, 1, 2, 3, 4],
+                        help="--cv: the folds to train (the summary needs all five)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="--cv: training processes sharing the folds and seeds")
+    parser.add_argument("--tasks", nargs="+", default=[], help=argparse.SUPPRESS)  # SEED:FOLD
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--work", type=Path, default=Path("/tmp/small_data"))
     parser.add_argument("--log", type=Path, default=None)
@@ -159,6 +172,9 @@ def main() -> None:
     steps = int(params["train"]["steps"])
     args.work.mkdir(parents=True, exist_ok=True)
     prepare(args.work, params["extract"])
+    if args.cv:
+        cross_validate(args, params, steps)
+        return
     data = args.work / ("holdout" if args.holdout else "full")
     phone, dslr = raw_pairs(args.work, args.holdout)
     baseline = scores(phone, dslr)
@@ -166,35 +182,122 @@ def main() -> None:
           f"pairs, input {baseline}; {steps} steps; {torch.get_num_threads()} threads",
           flush=True)
     for seed in args.seeds:
-        params["train"]["seed"] = seed
-        params["train"].update(val_every=10**9, log_every=10**9)
-        spec = RunSpec.from_params(params, data_fingerprint(data))
-        trainer = Trainer(spec, data, args.work / "unused.pt", Dist())
-        started = time.perf_counter()
-        while trainer.step < steps:
-            trainer.optimize()
-            trainer.step += 1
-            seconds = time.perf_counter() - started
-            out_of_time = args.minutes is not None and seconds >= 60 * args.minutes
-            if trainer.step % args.eval_every == 0 or trainer.step == steps or out_of_time:
-                row = {"tag": args.tag, "seed": seed, "step": trainer.step,
-                       "seconds": round(seconds, 1), "precision": trainer.precision,
-                       **scores(enhance(trainer.output_generator, phone), dslr)}
-                if trainer.ema_generator is not None:
-                    last = scores(enhance(trainer.generator, phone), dslr)
-                    row.update(raw_psnr=last["psnr"], raw_ms_ssim=last["ms_ssim"])
-                print(json.dumps(row), flush=True)
-                if args.log:
-                    with args.log.open("a") as handle:
-                        handle.write(json.dumps({**row, "set": args.set,
-                                                 "holdout": args.holdout}) + "\n")
-                started += time.perf_counter() - started - seconds  # scoring is not training
-            if out_of_time:
-                break
+        def on_eval(trainer: Trainer, seconds: float, seed: int = seed) -> None:
+            row = {"tag": args.tag, "seed": seed, "step": trainer.step,
+                   "seconds": round(seconds, 1), "precision": trainer.precision,
+                   **scores(enhance(trainer.output_generator, phone), dslr)}
+            if trainer.ema_generator is not None:
+                last = scores(enhance(trainer.generator, phone), dslr)
+                row.update(raw_psnr=last["psnr"], raw_ms_ssim=last["ms_ssim"])
+            print(json.dumps(row), flush=True)
+            if args.log:
+                with args.log.open("a") as handle:
+                    handle.write(json.dumps({**row, "set": args.set,
+                                             "holdout": args.holdout}) + "\n")
+
+        trainer = train(params, data, seed, steps, args.minutes, args.eval_every, on_eval)
         if args.save:
             from gan.checkpoint import save_generator
 
             save_generator(args.save, trainer.output_generator, {"params": params})
+
+
+def train(params: dict, data: Path, seed: int, steps: int, minutes: float | None,
+          eval_every: int, on_eval=None) -> Trainer:
+    """Train ``params`` with ``seed`` on the patches in ``data`` for ``steps`` steps (or
+    ``minutes`` of training); ``on_eval(trainer, seconds)`` every ``eval_every`` steps and at
+    the end, its time not counted as training."""
+    params = copy.deepcopy(params)
+    params["train"]["seed"] = seed
+    params["train"].update(val_every=10**9, log_every=10**9)
+    spec = RunSpec.from_params(params, data_fingerprint(data))
+    trainer = Trainer(spec, data, data / "unused.pt", Dist())
+    started = time.perf_counter()
+    while trainer.step < steps:
+        trainer.optimize()
+        trainer.step += 1
+        seconds = time.perf_counter() - started
+        out_of_time = minutes is not None and seconds >= 60 * minutes
+        if on_eval and (trainer.step % eval_every == 0 or trainer.step == steps or out_of_time):
+            on_eval(trainer, seconds)
+            started += time.perf_counter() - started - seconds  # scoring is not training
+        if out_of_time:
+            break
+    trainer.seconds = time.perf_counter() - started
+    return trainer
+
+
+def cross_validate(args: argparse.Namespace, params: dict, steps: int) -> None:
+    """``--cv``: one generator per fold and seed, trained on the other folds' aligned crops;
+    its float predictions of the fold's raw pairs are saved under work/cv/<tag>/, so a stopped
+    run resumes at the next fold and ``--jobs`` processes can share the folds. Then the
+    summary of every prediction present (bench/cross_validation.py)."""
+    import subprocess
+
+    import cross_validation as cv
+
+    phone, dslr, ids = cv.raw_pairs(args.work)
+    fold = cv.fold_of(ids, len(ids))
+    results = args.work / "cv" / (args.tag or "untagged")
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    todo = [(seed, k) for seed in args.seeds for k in args.cv_folds
+            if not (results / f"seed{seed}_fold{k}.npz").exists()]
+    for k in sorted({k for _, k in todo}):  # here, before any job starts: no two build one
+        cv.build_fold(args.work, k)
+    if args.jobs > 1 and len(todo) > 1:
+        # Each job takes every jobs-th task, with cores / jobs threads: small batches keep two
+        # one-thread processes busier than one two-thread process.
+        threads = max(1, (os.cpu_count() or 2) // args.jobs)
+        workers = []
+        for j in range(args.jobs):
+            mine = todo[j::args.jobs]
+            if not mine:
+                continue
+            command = [sys.executable, __file__, *sys.argv[1:], "--jobs", "1",
+                       "--threads", str(threads), "--tasks",
+                       *[f"{seed}:{k}" for seed, k in mine]]
+            workers.append(subprocess.Popen(command))
+        if any(w.wait() for w in workers):
+            raise SystemExit("a cross-validation job failed: see its output above")
+    else:
+        if args.tasks:
+            todo = [tuple(map(int, t.split(":"))) for t in args.tasks]
+        for seed, k in todo:
+            data = cv.build_fold(args.work, k)
+            trainer = train(params, data, seed, steps, args.minutes, 10**9)
+            held = fold == k
+            out = enhance(trainer.output_generator, to_tensor(phone[held])).float().clamp(0, 1)
+            tmp = results / f".seed{seed}_fold{k}.npz"
+            np.savez(tmp, ids=ids[held], output=out.numpy(), seconds=trainer.seconds)
+            tmp.rename(results / f"seed{seed}_fold{k}.npz")  # atomic: a stopped run resumes
+            part = {**scores(out, to_tensor(dslr[held])),
+                    **look_summary(look_stats(out), look_stats(to_tensor(dslr[held])))}
+            print(json.dumps({"tag": args.tag, "seed": seed, "fold": k, "steps": trainer.step,
+                              "seconds": round(trainer.seconds, 1), **part}), flush=True)
+        if args.tasks:
+            return
+    predictions, seconds = {}, []
+    for seed in args.seeds:
+        parts = [results / f"seed{seed}_fold{k}.npz" for k in range(cv.FOLDS)]
+        if not all(p.exists() for p in parts):
+            continue
+        output = np.zeros((len(ids), 3, *phone.shape[1:3]), np.float32)
+        for part in parts:
+            saved = np.load(part)
+            output[np.searchsorted(ids, saved["ids"])] = saved["output"]
+            seconds.append(float(saved["seconds"]))
+        predictions[seed] = output
+    if not predictions:
+        raise SystemExit(f"{results}: no seed has all {cv.FOLDS} folds yet")
+    summary = cv.summarise(predictions, phone, dslr, ids)
+    summary["ours"]["train_minutes_per_fold"] = [round(min(seconds) / 60, 1),
+                                                 round(max(seconds) / 60, 1)]
+    summary["recipe"] = {"recipe": str(args.recipe or ""), "set": args.set, "steps": steps}
+    cv.save_summary(results / "summary.json", summary)
+    cv.write_per_pair(results / "per_pair.csv", ids, predictions, dslr)
+    print(cv.format_summary(args.tag, summary), flush=True)
+    print(f"{results / 'summary.json'}, {results / 'per_pair.csv'}", flush=True)
 
 
 if __name__ == "__main__":
