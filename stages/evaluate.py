@@ -3,7 +3,8 @@
 Methods: the input as it is, CLHE, NPEA, the trained generator (``ours``) and any extra generator
 checkpoints named in ``evaluate.extra_models``. Geometries: the aligned 96x96 test crops of the
 extract stage (primary) and the raw 100x100 test patches as DPED and PIRM scored them. On the
-full-size test photos (no DSLR twin) each method gets its lightness order error and its speed.
+full-size test photos (no DSLR twin) each method gets its lightness order error, its NIQE (beside
+the input's) and its speed.
 
 Beside PSNR, SSIM and MS-SSIM, each method's summary in metrics/eval.json has its look against
 the DSLR targets (gan.look): detail_ratio, contrast_ratio, saturation_ratio (1.0 = the
@@ -94,9 +95,9 @@ def main(
                 write_text(samples / "index.json", json.dumps(indices[:saved].tolist()))
 
     photos = sorted((patches / "full_size").glob("*"))
-    loe, speed = full_size_scores(methods[1:], photos, out / "full_size",
-                                  int(cfg["saved_photos"]), progress)
-    report = {**summary, "loe": loe, "seconds_per_mp": speed,
+    loe, niqe, speed = full_size_scores(methods[1:], photos, out / "full_size",
+                                        int(cfg["saved_photos"]), progress)
+    report = {**summary, "loe": loe, "niqe": niqe, "seconds_per_mp": speed,
               "methods": [m.name for m in methods], "full_size_photos": len(photos)}
     write_json(metrics, report)
     table = pd.concat(tables, ignore_index=True)

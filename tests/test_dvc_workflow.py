@@ -166,6 +166,7 @@ def test_a_full_repro_leaves_data_model_metrics_plots_and_report(reproduced, tmp
     for geometry in ("aligned", "raw"):
         assert set(METHODS) <= set(scores[geometry])
     assert set(METHODS[1:]) <= set(scores["loe"])
+    assert set(METHODS) <= set(scores["niqe"])  # the input's NIQE beside each method's
     assert files["metrics/extract.json"]["data"]["kept"] > 0
 
     # `dvc plots show` renders the training curves and the report's figures

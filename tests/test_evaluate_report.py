@@ -102,6 +102,10 @@ def test_evaluate_scores_every_method_on_both_geometries(workspace):
         assert report[geometry]["clhe"]["detail_ratio"] == pytest.approx(
             rows["detail"].mean() / rows["target_detail"].mean(), abs=1e-3)
     assert set(report["loe"]) == set(report["seconds_per_mp"]) == set(methods[1:])
+    # NIQE: the input's beside each method's (an untrained generator is the identity)
+    assert set(report["niqe"]) == set(methods)
+    assert all(isinstance(v, float) and v > 0 for v in report["niqe"].values())
+    assert report["niqe"]["ours"] == pytest.approx(report["niqe"]["input"], abs=0.05)
     assert all(v > 0 for v in report["seconds_per_mp"].values())
     saved = workspace / "data" / "eval"
     assert np.load(saved / "patches" / "clhe.npy").shape == (4, 100, 100, 3)
@@ -150,3 +154,9 @@ def test_metrics_table_shows_the_look_and_tolerates_an_eval_json_without_it():
     assert "Look against the DSLR target" in page
     assert page.count("<td>0.812</td>") == 3 and page.count("<td>+4.50</td>") == 3
     assert page.count("<td>1.050</td>") == 3 and "None" not in page
+    # NIQE: a column only when eval.json has it; null (undefined) is an empty cell
+    assert "NIQE" not in metrics_table(old)
+    page = metrics_table(old | {"loe": {"ours": 12.5}, "niqe": {"input": 4.321, "ours": None}})
+    assert "NIQE" in page and "None" not in page
+    # LOE, then NIQE: the input has no LOE, ours no NIQE
+    assert "<td></td><td>4.32</td>" in page and "<td>12.5</td><td></td>" in page

@@ -13,6 +13,7 @@ from gan.data.patches import to_tensor
 from gan.evaluation.evaluate import (Method, full_size_scores, identity_method, raw_test_pairs,
                                      read_rgb8, score_method)
 from gan.evaluation.loe import lightness_order_error
+from gan.evaluation.niqe import niqe
 from gan.look import look_stats
 from tests.conftest import jpeg, temporaries, write_dped_zip
 
@@ -80,10 +81,12 @@ def test_full_size_scores_stream_one_photo_at_a_time_and_save_the_first(tmp_path
     same = Method("same", lambda batch: None, photo=logged("same", lambda image: image))
     darker = Method("darker", lambda batch: None, photo=logged("darker", lambda image: image // 2))
     out = tmp_path / "eval"
-    loe, speed = full_size_scores([same, darker], photos, out, keep=2)
+    loe, naturalness, speed = full_size_scores([same, darker], photos, out, keep=2)
     # One photo at a time: each is read, then enhanced by every method, before the next is read.
     assert events == [e for k in range(3) for e in (f"read {k}", "same", "darker")]
     assert loe["same"] == 0.0 and set(speed) == {"same", "darker"}
+    # photos this small hold no two 96x96 blocks: no NIQE (test_full_size_niqe_* has them)
+    assert naturalness == {"input": None, "same": None, "darker": None}
     expected = np.mean([lightness_order_error(real_read(p), real_read(p) // 2) for p in photos])
     assert loe["darker"] == round(float(expected), 1) > 0
     saved = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
@@ -95,7 +98,28 @@ def test_full_size_scores_stream_one_photo_at_a_time_and_save_the_first(tmp_path
 
 
 def test_full_size_scores_without_photos_are_empty(tmp_path):
-    assert full_size_scores([identity_method()], [], tmp_path, keep=2) == ({}, {})
+    assert full_size_scores([identity_method()], [], tmp_path, keep=2) == ({}, {}, {})
+
+
+def test_full_size_niqe_scores_the_input_once_and_each_output(tmp_path, monkeypatch):
+    rng = np.random.default_rng(4)
+    photos = []
+    for k, size in enumerate([(192, 288), (20, 20), (150, 150)]):  # 2nd, 3rd: under 2 blocks
+        path = tmp_path / "photos" / f"{k}.png"
+        path.parent.mkdir(exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(path)
+        photos.append(path)
+    scored = []
+    monkeypatch.setattr(evaluation, "niqe", lambda image: scored.append(image.shape) or niqe(image))
+    same = Method("same", lambda batch: None, photo=lambda image: image)
+    darker = Method("darker", lambda batch: None, photo=lambda image: image // 2)
+    flat = Method("flat", lambda batch: None, photo=lambda image: np.full_like(image, 128))
+    _, naturalness, _ = full_size_scores([same, darker, flat], photos, tmp_path / "eval", keep=0)
+    assert scored == [(192, 288, 3)] * 4  # the input once, then each output; small ones skipped
+    photo = read_rgb8(photos[0])
+    assert naturalness == {"input": round(niqe(photo), 2), "same": round(niqe(photo), 2),
+                           "darker": round(niqe(photo // 2), 2),
+                           "flat": None}  # NIQE is undefined on a flat image: null, not NaN
 
 
 def test_score_method_adds_the_look_against_the_target_chunk_by_chunk():

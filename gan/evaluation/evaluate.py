@@ -27,6 +27,7 @@ from gan.data.patches import PatchPairs, to_tensor
 from gan.deploy.inference import DEFAULT_OVERLAP, DEFAULT_TILE, enhance_array
 from gan.deploy.photo_io import read_photo
 from gan.evaluation.loe import lightness_order_error
+from gan.evaluation.niqe import niqe, scorable
 from gan.fsio import atomic_open
 from gan.look import LOOK_KEYS, look_stats, look_summary
 from gan.metrics import mean_finite, ms_ssim, psnr, ssim
@@ -189,12 +190,19 @@ def read_rgb8(path: Path) -> np.ndarray:
 
 
 def full_size_scores(methods: list[Method], photos: list[Path], out: Path, keep: int,
-                     progress: bool = False) -> tuple[dict[str, float], dict[str, float]]:
-    """LOE (mean over the photos) and seconds per megapixel of each method on the full-size
-    photos, which have no DSLR twin. One photo is in memory at a time. The first ``keep``
-    photos and each method's enhanced version of them are saved as PNG (lossless) under
-    ``out/<method>/`` (the input under ``out/input/``) for the report."""
+                     progress: bool = False
+                     ) -> tuple[dict[str, float], dict[str, float | None], dict[str, float]]:
+    """LOE and NIQE (means over the photos) and seconds per megapixel of each method on the
+    full-size photos, which have no DSLR twin. One photo is in memory at a time. The first
+    ``keep`` photos and each method's enhanced version of them are saved as PNG (lossless) under
+    ``out/<method>/`` (the input under ``out/input/``) for the report.
+
+    NIQE (gan.evaluation.niqe, lower is more natural) is computed for the input photo once,
+    under ``"input"``, and for each method's output. Photos smaller than two 96x96 blocks are
+    left out of its means; a mean over no photo, or over an undefined score (a flat output), is
+    None. Returns (loe, niqe, seconds per megapixel)."""
     errors: dict[str, list[float]] = {m.name: [] for m in methods}
+    naturalness: dict[str, list[float]] = {"input": [], **{m.name: [] for m in methods}}
     seconds = dict.fromkeys(errors, 0.0)
     megapixels = 0.0
     for k, path in enumerate(tqdm(photos, desc="full-size", unit="photo", disable=not progress)):
@@ -202,18 +210,26 @@ def full_size_scores(methods: list[Method], photos: list[Path], out: Path, keep:
         megapixels += image.shape[0] * image.shape[1] / 1e6
         if k < keep:
             _save_png(out / "input" / f"{path.stem}.png", image)
+        if scorable(image.shape):
+            naturalness["input"].append(niqe(image))
         for method in methods:
             began = time.perf_counter()
             enhanced = method.enhance_photo(image)
             seconds[method.name] += time.perf_counter() - began
             errors[method.name].append(lightness_order_error(image, enhanced))
+            if scorable(enhanced.shape):
+                naturalness[method.name].append(niqe(enhanced))
             if k < keep:
                 _save_png(out / method.name / f"{path.stem}.png", enhanced)
     if not photos:
-        return {}, {}
+        return {}, {}, {}
     loe = {name: round(float(np.mean(values)), 1) for name, values in errors.items()}
+    means = {name: float(np.mean(values)) if values else float("nan")
+             for name, values in naturalness.items()}
+    niqe_means = {name: round(mean, 2) if np.isfinite(mean) else None
+                  for name, mean in means.items()}
     speed = {name: round(total / megapixels, 3) for name, total in seconds.items()}
-    return loe, speed
+    return loe, niqe_means, speed
 
 
 def _save_png(path: Path, image: np.ndarray) -> None:

@@ -25,8 +25,9 @@ LOOK_COLUMNS = (("detail_ratio", "detail", "{:.3f}"), ("contrast_ratio", "contra
 
 
 def metrics_table(report: dict[str, Any]) -> str:
-    """One row per method: PSNR / SSIM / MS-SSIM per geometry, LOE and seconds per megapixel;
-    then the look table (``look_table``) when the report has the look figures."""
+    """One row per method: PSNR / SSIM / MS-SSIM per geometry, LOE, NIQE (its column only when
+    the eval.json has it: older ones do not) and seconds per megapixel; then the look table
+    (``look_table``) when the report has the look figures."""
     geometries = [g for g in ("aligned", "raw") if g in report]
     methods = method_order(list(report[geometries[0]]))
     head = "".join(f"<th colspan=3>{html.escape(GEOMETRY_TEXT[g])}</th>" for g in geometries)
@@ -40,13 +41,18 @@ def metrics_table(report: dict[str, Any]) -> str:
             cells.append(f"<td>{s['psnr']:.2f}{inf}</td><td>{s['ssim']:.4f}</td>"
                          f"<td>{s['ms_ssim']:.4f}</td>")
         loe = report.get("loe", {}).get(m)
+        cells.append(f"<td>{'' if loe is None else f'{loe:.1f}'}</td>")
+        if "niqe" in report:  # null where undefined (a flat output) or no photo was big enough
+            niqe = report["niqe"].get(m)
+            cells.append(f"<td>{'' if niqe is None else f'{niqe:.2f}'}</td>")
         speed = report.get("seconds_per_mp", {}).get(m)
         rows.append(f"<tr><th>{html.escape(label(m))}</th>{''.join(cells)}"
-                    f"<td>{'' if loe is None else f'{loe:.1f}'}</td>"
                     f"<td>{'' if speed is None else f'{speed:.3f}'}</td></tr>")
+    niqe_head = ("<th rowspan=2>NIQE<br><small>full-size photos, lower is more natural</small>"
+                 "</th>" if "niqe" in report else "")
     return (f"<table><tr><th rowspan=2>method</th>{head}<th rowspan=2>LOE<br><small>full-size "
-            f"photos, lower is better</small></th><th rowspan=2>s / MP</th></tr><tr>{sub}</tr>"
-            + "".join(rows) + "</table>" + look_table(report))
+            f"photos, lower is better</small></th>{niqe_head}<th rowspan=2>s / MP</th></tr>"
+            f"<tr>{sub}</tr>" + "".join(rows) + "</table>" + look_table(report))
 
 
 def look_table(report: dict[str, Any]) -> str:
