@@ -137,7 +137,8 @@ def describe_cpu(cpuinfo: str = "/proc/cpuinfo") -> str:
     except OSError:
         pass
     bf16 = "native bf16" if cpu_has_native_bf16(cpuinfo) else "no native bf16"
-    return f"{name}, {torch.get_num_threads()} threads, {bf16}"
+    threads = torch.get_num_threads()
+    return f"{name}, {threads} thread{'' if threads == 1 else 's'}, {bf16}"
 
 
 def describe_device(device: torch.device) -> str:

@@ -34,7 +34,7 @@ from gan.errors import first_line
 from gan.losses import GeneratorLoss, LossWeights, adversarial_d_loss
 from gan.metrics import mean_finite, ms_ssim, psnr
 from gan.networks import GENERATORS, build_discriminator, build_generator
-from gan.runtime import resolve_device, resolve_precision
+from gan.runtime import describe_device, resolve_device, resolve_precision
 
 # train.* keys that do not change what a training step computes: a checkpoint made with other
 # values of these is continued. ``steps`` is among them so that a longer run continues a
@@ -219,6 +219,9 @@ class TrainResult:
     losses: list[dict[str, float]] = field(default_factory=list)
     val: list[dict[str, float]] = field(default_factory=list)
     resumed_from: int = 0
+    # The sessions whose steps the run kept, in order (Trainer.sessions): a run that was stopped
+    # and resumed has several; seconds is the sum of theirs.
+    sessions: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Trainer:
@@ -283,8 +286,13 @@ class Trainer:
         self.step = 0
         # Wall-clock seconds of training (validation included) up to the current step, summed
         # over every session of this run, so a resumed run reports the speed of the whole run.
+        # What a session did after its last checkpoint is lost when it stops, and redone (and
+        # timed) by the session that resumes: each step's time is counted once.
         self._seconds_before = 0.0  # sessions before this one, from the checkpoint
+        self._sessions_before: list[dict[str, Any]] = []  # their ledger, from the checkpoint
         self._session_started: float | None = None
+        self._session_from = 0  # the step this session started at
+        self.hardware = describe_device(self.device)
 
     @property
     def output_generator(self) -> nn.Module:
@@ -299,6 +307,18 @@ class Trainer:
         if self._session_started is None:
             return self._seconds_before
         return self._seconds_before + time.perf_counter() - self._session_started
+
+    def sessions(self) -> list[dict[str, Any]]:
+        """The sessions that made the run's steps so far: ``{"steps": [first, last], "seconds":
+        s, "hardware": "..."}`` each, in order. seconds and hardware are None for a session
+        recorded by a checkpoint older than the ledger (which kept no time, or the total only).
+        The current session is in it once it has trained a step."""
+        ledger = list(self._sessions_before)
+        if self._session_started is not None and self.step > self._session_from:
+            ledger.append({"steps": [self._session_from, self.step],
+                           "seconds": round(time.perf_counter() - self._session_started, 1),
+                           "hardware": self.hardware})
+        return ledger
 
     # -- the GAN step ---------------------------------------------------------------------
     def _autocast(self):
@@ -472,6 +492,7 @@ class Trainer:
             "losses": self.losses,
             "val": self.val,
             "train_seconds": self.seconds_so_far(),
+            "sessions": self.sessions(),
         }
         if self.ema_generator is not None:
             state["ema_generator"] = self.ema_generator.state_dict()
@@ -512,6 +533,9 @@ class Trainer:
         self.losses, self.val = list(state["losses"]), list(state["val"])
         self.step = int(state["step"])
         self._seconds_before = float(state.get("train_seconds", 0.0))
+        self._sessions_before = list(state.get("sessions") or [
+            {"steps": [0, self.step], "seconds": round(self._seconds_before, 1) or None,
+             "hardware": None}])  # a checkpoint from before the ledger: one session, or unknown
         return f"resuming from {self.checkpoint} at step {self.step}"
 
     def _set_aside(self, reason: str, detail: str) -> str:
@@ -534,6 +558,7 @@ class Trainer:
         baseline = self.evaluate(self.val_phone) if self.dist.main else {}
         window: list[dict[str, float]] = []
         started = self._session_started = time.perf_counter()
+        self._session_from = self.step
         tick, tick_step = started, self.step
         self.generator.train()
         self.discriminator.train()
@@ -563,8 +588,10 @@ class Trainer:
         # and then only this session's steps count.
         seconds = self.seconds_so_far()
         done = self.step if self._seconds_before > 0 else self.step - resumed_from
+        sessions = self.sessions()
         self._session_started = None
         self._seconds_before = seconds
+        self._sessions_before = sessions
         validation = self.val[-1] if self.val else (self.evaluate() if self.dist.main else {})
         recent = self.losses[-max(1, len(self.losses) // 10):]
         return TrainResult(
@@ -572,7 +599,7 @@ class Trainer:
             patches_per_s=done * cfg.batch_size * self.dist.world / seconds if done else 0.0,
             final={k: v for k, v in _mean(recent).items() if k not in ("step", "patches_per_s")},
             validation=validation, baseline=baseline, losses=self.losses, val=self.val,
-            resumed_from=resumed_from)
+            resumed_from=resumed_from, sessions=sessions)
 
 
 def _differences(saved: dict[str, Any] | None, now: dict[str, Any]) -> str:

@@ -79,7 +79,7 @@ def main(
         if gain < 0:  # a short or smoke run: written, but never silently
             typer.secho(f"warning: {scores}; written anyway, as it is within "
                         f"{WORSE_REFUSED_DB:g} dB (a short run?)", fg=typer.colors.YELLOW, err=True)
-        write_outputs(trainer, result, spec_params, model, metrics, curves)
+        write_outputs(trainer, result, spec_params, model, metrics, curves, params)
         typer.echo(f"{model}: step {result.step}, validation PSNR {result.validation['psnr']:.2f} dB "
                    f"({gain:+.2f} dB over the input), MS-SSIM {result.validation['ms_ssim']:.4f}; "
                    f"{result.patches_per_s:.1f} patches/s on {trainer.device} ({trainer.precision})")
@@ -140,13 +140,13 @@ def _short(value: Any) -> Any:
 
 
 def write_outputs(trainer, result, spec_params: dict, model: Path, metrics: Path,
-                  curves: Path) -> None:
+                  curves: Path, params: Path = PARAMS) -> None:
     from gan.checkpoint import save_generator
     from gan.runtime import describe_device
 
     provenance = {
         "params": spec_params,
-        "git_revision": git_revision(),
+        "git_revision": git_revision(params),
         "data": trainer.spec.data,
         "steps": result.step,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -154,12 +154,14 @@ def write_outputs(trainer, result, spec_params: dict, model: Path, metrics: Path
         "device": str(trainer.device),
         "hardware": describe_device(trainer.device),  # recorded where it trained
         "precision": trainer.precision,
+        "sessions": result.sessions,  # steps, seconds and machine of each session kept
     }
     save_generator(model, trainer.output_generator, provenance)
     write_curves(trainer, curves)
     write_json(metrics, {
         "step": result.step,
         "seconds": round(result.seconds, 1),
+        "sessions": len(result.sessions),  # > 1: stopped and resumed (provenance has each)
         "patches_per_s": round(result.patches_per_s, 1),
         "device": str(trainer.device),
         "precision": trainer.precision,
@@ -172,16 +174,38 @@ def write_outputs(trainer, result, spec_params: dict, model: Path, metrics: Path
     })
 
 
-def git_revision() -> str | None:
-    """HEAD's commit, with '+dirty' when tracked files differ from it; None outside git."""
+# Tracked files whose changes do not make the code dirty: the run's params (its model, loss and
+# train sections are in the model's provenance; a model card adds extract, and the data split
+# from source.json) and the lock DVC rewrites after every stage. An experiment (`dvc exp run
+# -S ...`, params.yaml edited for a PIRM split) changes only these.
+NOT_CODE = ("params.yaml", "dvc.lock")
+
+
+def git_revision(params: Path | None = None, cwd: Path | None = None) -> str | None:
+    """HEAD's commit, with '+dirty' when tracked files differ from it, except NOT_CODE and the
+    run's own ``params`` file; None outside git."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=True,
+                              cwd=cwd).stdout
+
     try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True).stdout.strip()
+        rev = git("rev-parse", "HEAD").strip()
+        top = Path(git("rev-parse", "--show-toplevel").strip())
+        # -z: paths as they are (no quoting), a rename as "new NUL old".
+        entries = git("status", "--porcelain", "-z", "--untracked-files=no").split("\0")
     except (OSError, subprocess.CalledProcessError):
         return None
-    return rev + ("+dirty" if dirty else "")
+    exempt = {(top / name).resolve() for name in NOT_CODE}
+    if params is not None:
+        exempt.add(Path(cwd or Path.cwd(), params).resolve())
+    changed, skip = [], False
+    for entry in filter(None, entries):
+        if skip:  # the old name of a rename
+            skip = False
+            continue
+        skip = any(status in "RC" for status in entry[:2])
+        changed.append((top / entry[3:]).resolve())
+    return rev + ("+dirty" if any(path not in exempt for path in changed) else "")
 
 
 def _leave_process_group() -> None:

@@ -115,6 +115,105 @@ def test_a_resumed_run_reports_the_time_and_speed_of_the_whole_run(patches, tmp_
     assert longer.patches_per_s == pytest.approx(5 * 4 / longer.seconds, rel=1e-6)  # batch 4
 
 
+class _Clock:
+    """time for gan.train: a clock that moves only when a training step runs (1 s a step)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+class _Stopped(Exception):
+    pass
+
+
+@pytest.mark.slow
+def test_an_interrupted_and_resumed_run_counts_each_kept_step_once(patches, tmp_path,
+                                                                     monkeypatch):
+    """A run stopped at step 5 (last checkpoint at 4) and resumed: steps 0-4 of the first
+    session and 4-6 of the second make the run; the first session's step 5, lost with it and
+    redone, is not counted twice; the ledger says which session did what, where."""
+    import gan.train
+
+    clock = _Clock()
+    monkeypatch.setattr(gan.train, "time", clock)
+    step = Trainer.optimize
+
+    def timed_step(self):
+        clock.now += 1.0
+        return step(self)
+
+    monkeypatch.setattr(Trainer, "optimize", timed_step)
+
+    def stop_at_5(at: int, row: dict) -> None:
+        if at == 5:
+            raise _Stopped
+
+    spec = spec_for(patches, steps=6, checkpoint_every=2, val_every=100)
+    with pytest.raises(_Stopped):
+        Trainer(spec, patches, tmp_path / "r.pt", Dist()).fit(on_step=stop_at_5)
+    clock.now += 3600.0  # the hour between the sessions is no training
+    resumed = Trainer(spec, patches, tmp_path / "r.pt", Dist())
+    assert resumed.try_resume().endswith("at step 4")
+    result = resumed.fit()
+    assert result.seconds == pytest.approx(6.0)  # 4 + 2, not 5 + 2
+    assert result.sessions == [
+        {"steps": [0, 4], "seconds": 4.0, "hardware": describe_cpu()},
+        {"steps": [4, 6], "seconds": 2.0, "hardware": describe_cpu()}]
+    saved = torch.load(tmp_path / "r.pt", weights_only=True)
+    assert saved["sessions"] == result.sessions and saved["train_seconds"] == pytest.approx(6.0)
+    # A checkpoint from before the ledger: one earlier session, its time the total it kept.
+    del saved["sessions"]
+    torch.save(saved, tmp_path / "old.pt")
+    old = Trainer(spec_for(patches, steps=7, checkpoint_every=2, val_every=100), patches,
+                  tmp_path / "old.pt", Dist())
+    old.try_resume()  # train.steps is a run-only key: a longer run continues this one
+    assert old.step == 6 and old.fit().sessions == [
+        {"steps": [0, 6], "seconds": 6.0, "hardware": None},
+        {"steps": [6, 7], "seconds": 1.0, "hardware": describe_cpu()}]
+
+
+def test_the_machine_is_described_with_its_threads_counted_right(monkeypatch):
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert ", 1 thread, " in describe_cpu()
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert ", 2 threads, " in describe_cpu()
+
+
+def test_the_revision_is_dirty_for_code_changes_only(tmp_path):
+    """The card of a PIRM run said '+dirty' when only params.yaml (its split) had changed."""
+    from stages.train import git_revision
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *args],
+                              cwd=tmp_path, check=True, capture_output=True, text=True).stdout
+
+    git("init", "-q")
+    for name in ("params.yaml", "dvc.lock", "code.py", "exp/params.yaml", "old name.py"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("a: 1\n")
+    git("add", ".")
+    git("commit", "-qm", "first")
+    head = git("rev-parse", "HEAD").strip()
+    assert git_revision(cwd=tmp_path) == head
+    (tmp_path / "params.yaml").write_text("a: 2\n")
+    (tmp_path / "dvc.lock").write_text("b: 2\n")
+    (tmp_path / "untracked.py").write_text("")
+    assert git_revision(cwd=tmp_path) == head  # an experiment's params and lock: not code
+    (tmp_path / "exp" / "params.yaml").write_text("a: 3\n")
+    assert git_revision(cwd=tmp_path) == head + "+dirty"  # someone else's params file
+    assert git_revision(Path("exp/params.yaml"), cwd=tmp_path) == head  # the run's own
+    assert git_revision(tmp_path / "exp" / "params.yaml", cwd=tmp_path) == head
+    git("mv", "old name.py", "new name.py")
+    assert git_revision(Path("exp/params.yaml"), cwd=tmp_path) == head + "+dirty"
+    git("mv", "new name.py", "old name.py")
+    (tmp_path / "code.py").write_text("a: 4\n")
+    assert git_revision(Path("exp/params.yaml"), cwd=tmp_path) == head + "+dirty"
+    assert git_revision(cwd=tmp_path / "exp") == head + "+dirty"  # from a subfolder too
+
+
 def moved_aside(folder: Path, name: str = "c") -> list[Path]:
     return sorted(p for p in folder.glob(f"{name}.*.pt"))
 
@@ -437,6 +536,9 @@ def test_the_stage_writes_a_safe_generator_curves_and_metrics(patches, tmp_path)
     assert {"psnr", "ms_ssim"} <= set(validation.columns)
     metrics = yaml.safe_load((tmp_path / "metrics" / "train.json").read_text())
     assert metrics["step"] == 2 and "psnr_gain_db" in metrics
+    assert metrics["sessions"] == 1  # one session made every step
+    [session] = payload["provenance"]["sessions"]
+    assert session["steps"] == [0, 2] and session["hardware"] == describe_cpu()
 
 
 def test_an_exploding_but_finite_loss_stops_the_run(patches, tmp_path):
