@@ -218,3 +218,38 @@ def format_summary(tag: str, summary: dict) -> str:
 
 def save_summary(path: Path, summary: dict) -> None:
     path.write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def table_row(tag: str, summary: dict) -> str:
+    """One markdown row of bench/README.md's cross-validation table."""
+    o = summary["ours"]
+    seeds = summary["seeds"]
+    spread = (f" ({o['psnr_seed_spread'][0]:.2f}-{o['psnr_seed_spread'][1]:.2f} / "
+              f"{o['ms_ssim_seed_spread'][0]:.4f}-{o['ms_ssim_seed_spread'][1]:.4f})"
+              if len(seeds) > 1 else "")
+    wins = summary.get("wins", {})
+    won = (f"{wins['psnr'][0]} / {wins['ms_ssim'][0]}" if wins else "")
+    return (f"| {tag} | {len(seeds)} | {o['psnr']:.2f} / {o['ms_ssim']:.4f}{spread} | "
+            f"{o['psnr_without_saturated']:.2f} | "
+            f"{o['psnr_fold_spread'][0]:.2f}-{o['psnr_fold_spread'][1]:.2f} | "
+            f"{o['detail_ratio']:.3f} | {o['contrast_ratio']:.3f} | {o['black_diff']:+.2f} | "
+            f"{o['saturation_ratio']:.3f} | {won} |")
+
+
+def main() -> None:
+    """``python bench/cross_validation.py SUMMARY.json...``: the table rows of these runs."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("summaries", type=Path, nargs="+",
+                        help="work/cv/<tag>/summary.json files (bench/small_data.py --cv)")
+    args = parser.parse_args()
+    print("| run | seeds | PSNR / MS-SSIM (seed range) | PSNR without the 2 saturated pairs | "
+          "PSNR per fold | detail | contrast | black | saturation | pairs won of 198 "
+          "(PSNR / MS-SSIM) |\n|---|---|---|---|---|---|---|---|---|---|")
+    for path in args.summaries:
+        print(table_row(path.parent.name, json.loads(path.read_text())))
+
+
+if __name__ == "__main__":
+    main()
