@@ -90,6 +90,20 @@ def raw_pairs(work: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return phone[order], dslr[order], ids[order]
 
 
+def load_predictions(results: Path, seed: int, ids: np.ndarray, shape: tuple[int, ...]
+                     ) -> tuple[np.ndarray, list[float]]:
+    """Seed ``seed``'s out-of-fold predictions of every pair, (N, 3, H, W) float ordered like
+    ``ids``, from results/seed<s>_fold<k>.npz (bench/small_data.py --cv), and each fold's
+    seconds of training."""
+    output = np.zeros((len(ids), 3, *shape), np.float32)
+    seconds = []
+    for k in range(FOLDS):
+        saved = np.load(results / f"seed{seed}_fold{k}.npz")
+        output[np.searchsorted(ids, saved["ids"])] = saved["output"]
+        seconds.append(float(saved["seconds"]))
+    return output, seconds
+
+
 def score_pairs(output: torch.Tensor, dslr: np.ndarray) -> dict[str, np.ndarray]:
     """Per pair: PSNR and MS-SSIM (protocol), and the look statistics of the output."""
     target = to_tensor(dslr)

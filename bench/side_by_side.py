@@ -39,15 +39,6 @@ from gan.pixels import float_to_uint8  # noqa: E402
 DPED_MINI = Path(os.environ.get("DPED_MINI", ROOT.parent / "shared" / "dped-mini")) / "iphone"
 
 
-def out_of_fold(results: Path, ids: np.ndarray, seed: int, shape: tuple[int, ...]) -> np.ndarray:
-    """Seed ``seed``'s out-of-fold predictions of every pair, (N, 3, H, W) float, by id."""
-    output = np.zeros((len(ids), 3, *shape), np.float32)
-    for k in range(cv.FOLDS):
-        saved = np.load(results / f"seed{seed}_fold{k}.npz")
-        output[np.searchsorted(ids, saved["ids"])] = saved["output"]
-    return output
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tag", default="small-data", help="the --cv run's tag")
@@ -62,7 +53,7 @@ def main() -> None:
     args = parser.parse_args()
 
     phone, dslr, ids = cv.raw_pairs(args.work)
-    ours = out_of_fold(args.work / "cv" / args.tag, ids, args.seed, phone.shape[1:3])
+    ours, _ = cv.load_predictions(args.work / "cv" / args.tag, args.seed, ids, phone.shape[1:3])
     rows = np.searchsorted(ids, args.pairs)
     images = {"input": phone[rows], "dslr": dslr[rows],
               "ours": float_to_uint8(ours[rows].transpose(0, 2, 3, 1))}

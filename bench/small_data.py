@@ -195,7 +195,8 @@ def main() -> None:
                     handle.write(json.dumps({**row, "set": args.set,
                                              "holdout": args.holdout}) + "\n")
 
-        trainer = train(params, data, seed, steps, args.minutes, args.eval_every, on_eval)
+        params["train"]["seed"] = seed  # what --save records
+        trainer, _ = train(params, data, seed, steps, args.minutes, args.eval_every, on_eval)
         if args.save:
             from gan.checkpoint import save_generator
 
@@ -203,10 +204,10 @@ def main() -> None:
 
 
 def train(params: dict, data: Path, seed: int, steps: int, minutes: float | None,
-          eval_every: int, on_eval=None) -> Trainer:
+          eval_every: int, on_eval=None) -> tuple[Trainer, float]:
     """Train ``params`` with ``seed`` on the patches in ``data`` for ``steps`` steps (or
     ``minutes`` of training); ``on_eval(trainer, seconds)`` every ``eval_every`` steps and at
-    the end, its time not counted as training."""
+    the end, its time not counted as training. Returns the trainer and its seconds of training."""
     params = copy.deepcopy(params)
     params["train"]["seed"] = seed
     params["train"].update(val_every=10**9, log_every=10**9)
@@ -223,8 +224,7 @@ def train(params: dict, data: Path, seed: int, steps: int, minutes: float | None
             started += time.perf_counter() - started - seconds  # scoring is not training
         if out_of_time:
             break
-    trainer.seconds = time.perf_counter() - started
-    return trainer
+    return trainer, time.perf_counter() - started
 
 
 def cross_validate(args: argparse.Namespace, params: dict, steps: int) -> None:
@@ -240,7 +240,12 @@ def cross_validate(args: argparse.Namespace, params: dict, steps: int) -> None:
     fold = cv.fold_of(ids, len(ids))
     results = args.work / "cv" / (args.tag or "untagged")
     results.mkdir(parents=True, exist_ok=True)
-    (results / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    # A tag is one recipe: its folds and seeds are pooled, so other settings under the same
+    # tag would mix two recipes into one figure.
+    recorded = results / "params.yaml"
+    if recorded.exists() and yaml.safe_load(recorded.read_text()) != params:  # 0 == 0.0 here
+        raise SystemExit(f"{results}: made with other settings ({recorded}); use another --tag")
+    recorded.write_text(yaml.safe_dump(params, sort_keys=False))
     todo = [(seed, k) for seed in args.seeds for k in args.cv_folds
             if not (results / f"seed{seed}_fold{k}.npz").exists()]
     for k in sorted({k for _, k in todo}):  # here, before any job starts: no two build one
@@ -265,29 +270,24 @@ def cross_validate(args: argparse.Namespace, params: dict, steps: int) -> None:
             todo = [tuple(map(int, t.split(":"))) for t in args.tasks]
         for seed, k in todo:
             data = cv.build_fold(args.work, k)
-            trainer = train(params, data, seed, steps, args.minutes, 10**9)
+            trainer, seconds = train(params, data, seed, steps, args.minutes, 10**9)
             held = fold == k
             out = enhance(trainer.output_generator, to_tensor(phone[held])).float().clamp(0, 1)
             tmp = results / f".seed{seed}_fold{k}.npz"
-            np.savez(tmp, ids=ids[held], output=out.numpy(), seconds=trainer.seconds)
+            np.savez(tmp, ids=ids[held], output=out.numpy(), seconds=seconds)
             tmp.rename(results / f"seed{seed}_fold{k}.npz")  # atomic: a stopped run resumes
             part = {**scores(out, to_tensor(dslr[held])),
                     **look_summary(look_stats(out), look_stats(to_tensor(dslr[held])))}
             print(json.dumps({"tag": args.tag, "seed": seed, "fold": k, "steps": trainer.step,
-                              "seconds": round(trainer.seconds, 1), **part}), flush=True)
+                              "seconds": round(seconds, 1), **part}), flush=True)
         if args.tasks:
             return
     predictions, seconds = {}, []
     for seed in args.seeds:
-        parts = [results / f"seed{seed}_fold{k}.npz" for k in range(cv.FOLDS)]
-        if not all(p.exists() for p in parts):
-            continue
-        output = np.zeros((len(ids), 3, *phone.shape[1:3]), np.float32)
-        for part in parts:
-            saved = np.load(part)
-            output[np.searchsorted(ids, saved["ids"])] = saved["output"]
-            seconds.append(float(saved["seconds"]))
-        predictions[seed] = output
+        if all((results / f"seed{seed}_fold{k}.npz").exists() for k in range(cv.FOLDS)):
+            predictions[seed], fold_seconds = cv.load_predictions(results, seed, ids,
+                                                                  phone.shape[1:3])
+            seconds += fold_seconds
     if not predictions:
         raise SystemExit(f"{results}: no seed has all {cv.FOLDS} folds yet")
     summary = cv.summarise(predictions, phone, dslr, ids)
