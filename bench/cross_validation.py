@@ -261,8 +261,9 @@ def main() -> None:
     print("| run | seeds | PSNR / MS-SSIM (seed range) | PSNR without the 2 saturated pairs | "
           "PSNR per fold | detail | contrast | black | saturation | pairs won of 198 "
           "(PSNR / MS-SSIM) |\n|---|---|---|---|---|---|---|---|---|---|")
-    for path in args.summaries:
-        print(table_row(path.parent.name, json.loads(path.read_text())))
+    for path in args.summaries:  # work/cv/<tag>/summary.json, or a copy named <tag>.json
+        tag = path.parent.name if path.name == "summary.json" else path.stem
+        print(table_row(tag, json.loads(path.read_text())))
 
 
 if __name__ == "__main__":
