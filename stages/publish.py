@@ -51,7 +51,8 @@ def main(
     try:
         checkpoint = read_generator(model)
         train = _read_json(train_metrics)
-        raw = _read_json(eval_metrics).get("raw")
+        evaluation = _read_json(eval_metrics)
+        raw = evaluation.get("raw")
         if not raw:
             raise ValueError(f"{eval_metrics}: no 'raw' scores (the evaluate stage's metrics?)")
         record = _read_json(source) if source is not None else None
@@ -66,7 +67,9 @@ def main(
         trained = trained_pairs(record, all_pairs) if record else None
         settings = load_params(run_params) if run_params is not None else None
         card = model_card(name, checkpoint, train, raw, text, command, cv=cv,
-                          all_pairs=all_pairs, trained_pairs=trained, run_params=settings)
+                          all_pairs=all_pairs, trained_pairs=trained, run_params=settings,
+                          full_size={k: evaluation[k] for k in ("niqe", "loe")
+                                     if isinstance(evaluation.get(k), dict)})
         target = publish(model, name, card, summary or text.splitlines()[0],
                          directory or PRETRAINED_DIR)
     except (CheckpointError, ValueError, OSError) as exc:

@@ -15,8 +15,8 @@ from skimage import data
 from typer.testing import CliRunner
 
 from gan.checkpoint import CheckpointError, load_generator, read_generator, save_generator
-from gan.deploy.pretrained import (DATA_TERMS, DEFAULT_MODEL, PRETRAINED_DIR, publish, registry,
-                                   resolve_model)
+from gan.deploy.pretrained import (DATA_TERMS, DEFAULT_MODEL, PRETRAINED_DIR, model_card, publish,
+                                   registry, resolve_model)
 from gan.fsio import sha256_of
 from gan.networks import build_generator
 from gan.recipe import RecipeError, apply_recipe, load_recipe, set_params_args
@@ -104,6 +104,26 @@ def test_the_publish_command_writes_a_card_from_the_runs_own_files(trained, tmp_
         str(tmp_path / "none.json"), "--eval-metrics", str(trained.parent / "eval.json"),
         "--data", "x", "--directory", str(folder)])
     assert missing.exit_code != 0 and "none.json: no such file" in missing.output
+
+
+def test_the_card_carries_the_full_size_photos_niqe_and_loe(trained, tmp_path):
+    """The only figures on whole photos (no DSLR twin): eval.json's niqe and loe, per method;
+    an undefined NIQE (null: a flat output) shows as n/a, and a run without them adds nothing."""
+    scores = json.loads((trained.parent / "eval.json").read_text())
+    scores.update(niqe={"input": 2.67, "ours": 3.34, "npea": None}, loe={"ours": 276.3})
+    (trained.parent / "eval.json").write_text(json.dumps(scores))
+    folder = tmp_path / "pretrained"
+    result = CliRunner().invoke(app, [
+        "publish", "--model", str(trained), "--name", "tiny",
+        "--train-metrics", str(trained.parent / "train.json"),
+        "--eval-metrics", str(trained.parent / "eval.json"), "--data", "d",
+        "--directory", str(folder)])
+    assert result.exit_code == 0, result.output
+    card = (folder / "tiny.md").read_text()
+    assert "## Full-size photos (no DSLR twin)" in card
+    for row in ("| input | 2.67 | n/a |", "| ours | 3.34 | 276.30 |", "| npea | n/a | n/a |"):
+        assert row in card
+    assert "Full-size photos" not in model_card("tiny", read_generator(trained), {}, {}, "d", "c")
 
 
 # The committed model: these fail when the shipped file or its registry entry is broken.
@@ -298,7 +318,6 @@ CV = {"folds": 5, "pairs": 200, "seeds": [0, 1, 2],
 
 
 def card_of(trained: Path, **options) -> str:
-    from gan.deploy.pretrained import model_card
 
     eval_raw = json.loads((trained.parent / "eval.json").read_text())["raw"]
     return model_card("tiny", read_generator(trained), {"seconds": 120.0}, eval_raw,

@@ -149,7 +149,8 @@ def model_card(name: str, checkpoint: dict[str, Any], train_metrics: dict[str, A
                scores: dict[str, Any], data: str, command: str, *,
                cv: dict[str, Any] | None = None, all_pairs: bool = False,
                trained_pairs: int | None = None,
-               run_params: dict[str, Any] | None = None) -> str:
+               run_params: dict[str, Any] | None = None,
+               full_size: dict[str, dict[str, Any]] | None = None) -> str:
     """The model card (Markdown) of a published generator: what it was trained on, how, for
     how long on what, and how it scores; every figure comes from the run's own files.
 
@@ -158,7 +159,9 @@ def model_card(name: str, checkpoint: dict[str, Any], train_metrics: dict[str, A
     as a test. ``cv``: a cross-validation summary (bench/small_data.py --cv; keys in
     ``cv_section``), quoted as the card's headline quality figures. ``trained_pairs``: how many
     pairs the model trained on, to say when the cross-validation ran on another number.
-    ``run_params``: the run's params file, whose ``extract`` section joins the settings."""
+    ``run_params``: the run's params file, whose ``extract`` section joins the settings.
+    ``full_size``: eval.json's ``niqe`` and ``loe`` (method -> mean over the full-size photos),
+    the only figures on whole photos, which have no DSLR twin."""
     provenance = checkpoint.get("provenance", {})
     params = provenance.get("params", {})
     lines = [
@@ -212,8 +215,30 @@ def model_card(name: str, checkpoint: dict[str, Any], train_metrics: dict[str, A
                   "| method | PSNR (dB) | MS-SSIM |", "| --- | --- | --- |"]
     for method, row in scores.items():
         lines.append(f"| {method} | {row['psnr']:.2f} | {row['ms_ssim']:.4f} |")
+    lines += full_size_section(full_size or {})
     lines += ["", "## Terms", "", DATA_TERMS, ""]
     return "\n".join(lines)
+
+
+def full_size_section(full_size: dict[str, dict[str, Any]]) -> list[str]:
+    """The evaluate stage's no-reference figures on the source's full-size photos: NIQE (lower
+    is more natural) and LOE (lower keeps the light order), one row per method."""
+    niqe, loe = full_size.get("niqe") or {}, full_size.get("loe") or {}
+    methods = list(dict.fromkeys([*niqe, *loe]))
+    if not methods:
+        return []
+
+    def cell(table: dict[str, Any], method: str) -> str:
+        value = table.get(method)
+        return "n/a" if not isinstance(value, (int, float)) or value != value else f"{value:.2f}"
+
+    lines = ["", "## Full-size photos (no DSLR twin)", "",
+             "The evaluate stage's means over the source's full-size phone photos: NIQE "
+             "(gan/evaluation/niqe.py; lower is more natural) and the lightness order error "
+             "(lower keeps the scene's order of light).", "",
+             "| method | NIQE | LOE |", "| --- | --- | --- |"]
+    lines += [f"| {m} | {cell(niqe, m)} | {cell(loe, m)} |" for m in methods]
+    return lines
 
 
 def training_line(provenance: dict[str, Any], train_metrics: dict[str, Any]) -> str:
