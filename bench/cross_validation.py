@@ -159,7 +159,7 @@ def summarise(predictions: dict[int, np.ndarray], phone: np.ndarray, dslr: np.nd
         "ours": {
             **_means(ours, everything),
             **{f"{k}_without_saturated": v for k, v in _means(ours, unsaturated).items()},
-            **look_summary(per_seed_mean_look(per_seed), target_look),
+            **look_summary(ours, target_look),  # per pair the seeds' mean, as the scores
             "psnr_fold_spread": [min(f["psnr"] for f in fold_means),
                                  max(f["psnr"] for f in fold_means)],
             "ms_ssim_fold_spread": [min(f["ms_ssim"] for f in fold_means),
@@ -186,12 +186,6 @@ def summarise(predictions: dict[int, np.ndarray], phone: np.ndarray, dslr: np.nd
                            for k in ("psnr", "ms_ssim")}
         summary["wins_note"] = "[ours, DPED's] pairs won, saturated pairs left out"
     return summary
-
-
-def per_seed_mean_look(per_seed: dict[int, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """The look statistics per pair, averaged over the seeds (ratios are taken of the means)."""
-    keys = ("detail", "contrast", "black", "saturation")
-    return {k: np.mean([s[k] for s in per_seed.values()], axis=0) for k in keys}
 
 
 def write_per_pair(path: Path, ids: np.ndarray, predictions: dict[int, np.ndarray],
