@@ -318,7 +318,6 @@ CV = {"folds": 5, "pairs": 200, "seeds": [0, 1, 2],
 
 
 def card_of(trained: Path, **options) -> str:
-
     eval_raw = json.loads((trained.parent / "eval.json").read_text())["raw"]
     return model_card("tiny", read_generator(trained), {"seconds": 120.0}, eval_raw,
                       "the data", "make pretrained DATA=x", **options)
