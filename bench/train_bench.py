@@ -11,7 +11,12 @@
    written as the extract stage's arrays. Each configuration gets warm-up steps, then timed
    steps. Peak memory: the process's max RSS on the CPU (it only grows down the table), torch's
    max allocated per configuration on CUDA.
-2. Quality: the committed params trained ``--quality-steps`` steps in each precision from the
+2. With ``--sampler FOLDER``: the batch sampler alone (gan.data.patches.PatchPairs.sample, what
+   the trainer draws each step: random rows, flips, rotations, float tensors) on the extract
+   stage's arrays in FOLDER, in patches/s per batch size, with the process's anonymous and
+   file-backed resident memory before and after (the sampler must keep up with a GPU: an H200
+   at >= 5,000 patches/s; and its memory must not grow with the arrays).
+3. Quality: the committed params trained ``--quality-steps`` steps in each precision from the
    same seed on the same batches (real DPED pairs from ../shared/dped-mini when present, else
    the simulated sample), then validated in fp32 on the test pairs: the PSNR / MS-SSIM of the
    two runs and their difference.
@@ -85,6 +90,43 @@ def measure(kind: str, batch: int, device: str, precision: str, compile_: bool, 
             "peak_mb": peak / 2**20}
 
 
+def resident_mb() -> dict[str, float]:
+    """This process's resident memory: anonymous (its own) and file-backed (mapped files'
+    pages, which the kernel may drop at any time), in MB, from /proc/self/status."""
+    fields = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("RssAnon", "RssFile", "VmHWM"):
+            fields[key] = int(value.split()[0]) / 1024
+    return fields
+
+
+def sampler(folder: Path, batches: list[int], seconds: float) -> None:
+    """The trainer's batch sampler alone on real arrays: patches/s and memory, per batch size."""
+    from gan.data.patches import PatchPairs
+
+    before = resident_mb()
+    data = PatchPairs(folder, "train")
+    size_gb = (data.phone.nbytes + data.dslr.nbytes) / 1e9
+    print(f"sampler on {folder}: {len(data):,} training pairs, {size_gb:.1f} GB of arrays, "
+          f"{torch.get_num_threads()} torch threads")
+    print(f"{'batch':>5} {'patches/s':>10} {'batches':>8} {'anon MB':>8} {'file MB':>8}")
+    rng = np.random.default_rng(0)
+    for batch in batches:
+        data.sample(rng, batch)  # warm-up
+        count, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            data.sample(rng, batch)
+            count += 1
+        rate = batch * count / (time.perf_counter() - started)
+        now = resident_mb()
+        print(f"{batch:5d} {rate:10.0f} {count:8d} {now.get('RssAnon', 0):8.0f} "
+              f"{now.get('RssFile', 0):8.0f}", flush=True)
+    print(f"memory before opening: anon {before.get('RssAnon', 0):.0f} MB, file "
+          f"{before.get('RssFile', 0):.0f} MB; peak resident (VmHWM) "
+          f"{resident_mb().get('VmHWM', 0):.0f} MB")
+
+
 def real_patches(folder: Path) -> str:
     """Aligned patches of dped-mini (or of a small sample when it is absent); what they are."""
     if DPED_MINI.is_dir():
@@ -129,7 +171,14 @@ def main() -> None:
     parser.add_argument("--generators", nargs="+", default=["dense_unet"])
     parser.add_argument("--quality-steps", type=int, default=200,
                         help="steps of the fp32-vs-bf16 quality check (0: skip it)")
+    parser.add_argument("--sampler", type=Path, metavar="FOLDER",
+                        help="only time the batch sampler on the patch arrays in FOLDER (the "
+                             "extract stage's output), at each --batch, --seconds each")
+    parser.add_argument("--seconds", type=float, default=10.0)
     args = parser.parse_args()
+    if args.sampler:
+        sampler(args.sampler, args.batch, args.seconds)
+        return
     if args.device == "cuda":
         name = torch.cuda.get_device_name()
     else:

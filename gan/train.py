@@ -16,7 +16,9 @@ import math
 import os
 import statistics
 import time
+import weakref
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
@@ -281,6 +283,9 @@ class Trainer:
         self.train_data = PatchPairs(data_dir, "train", (distributed.rank, distributed.world))
         self.val_phone, self.val_dslr = self._validation_set(PatchPairs(data_dir, "test"))
         self.rng = np.random.default_rng([cfg.seed, distributed.rank])
+        self._loader: ThreadPoolExecutor | None = None  # started on the first step drawn ahead
+        self._pending: Future | None = None  # the next step's batch, loading
+        self._rng_before_pending: dict[str, Any] | None = None
         self.losses: list[dict[str, float]] = []
         self.val: list[dict[str, float]] = []
         self.step = 0
@@ -363,9 +368,11 @@ class Trainer:
     def optimize(self) -> dict[str, float]:
         """One training step: a D update, then a G update, on a fresh batch."""
         self._schedule_lr()
-        phone, dslr = self.train_data.sample(self.rng, self.cfg.batch_size)
+        phone, dslr = self._next_batch()
         if self.cfg.input_noise > 0:
             phone = add_noise(phone, self.rng, float(self.cfg.input_noise))
+        if self.step + 1 < self.cfg.steps:
+            self._prefetch()  # the next step's batch loads while this one computes
         phone, dslr = self._to_device(phone), self._to_device(dslr)
         # 1. generate
         with self._autocast():
@@ -445,6 +452,33 @@ class Trainer:
             kept = f"No checkpoint had been made yet and no model was written. {advice}"
         raise TrainingDiverged(f"step {step or self.step + 1}: {what}; training stopped. {kept}")
 
+    # -- batches --------------------------------------------------------------------------
+    # Loading a batch (reading its rows, flips and turns, floats) takes about 7 ms for 64
+    # patches, about what an H200 needs for the whole step: done in line, the GPU would wait half
+    # the time. So the next batch is drawn (cheap: self.rng, in the order a sequential run draws)
+    # at the end of this step's random draws and loaded by a thread while this step computes.
+    # The rng state a checkpoint saves is the one from before that draw, so a resumed run draws
+    # the same batch again: runs stay identical, bit for bit, to unprefetched ones.
+    def _next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._pending is None:
+            return self.train_data.sample(self.rng, self.cfg.batch_size)
+        pending, self._pending, self._rng_before_pending = self._pending, None, None
+        return pending.result()
+
+    def _prefetch(self) -> None:
+        if self._loader is None:
+            self._loader = ThreadPoolExecutor(1, thread_name_prefix="batch-loader")
+            weakref.finalize(self, self._loader.shutdown, wait=False, cancel_futures=True)
+        self._rng_before_pending = copy.deepcopy(self.rng.bit_generator.state)
+        plan = self.train_data.draw(self.rng, self.cfg.batch_size)
+        self._pending = self._loader.submit(self.train_data.load, plan)
+
+    def _rng_state(self) -> dict[str, Any]:
+        """The rng state as of the end of the current step, before any batch drawn ahead."""
+        if self._rng_before_pending is not None:
+            return self._rng_before_pending
+        return self.rng.bit_generator.state
+
     # -- validation -----------------------------------------------------------------------
     def _validation_set(self, test: PatchPairs) -> tuple[torch.Tensor, torch.Tensor]:
         count = min(self.cfg.val_patches, len(test))
@@ -473,10 +507,10 @@ class Trainer:
 
     # -- checkpoints ----------------------------------------------------------------------
     def save_checkpoint(self) -> None:
-        rng_states = [self.rng.bit_generator.state]
+        rng_states = [self._rng_state()]
         if self.dist.world > 1:
             rng_states = [None] * self.dist.world
-            dist.all_gather_object(rng_states, self.rng.bit_generator.state)
+            dist.all_gather_object(rng_states, self._rng_state())
         if not self.dist.main:
             return
         state = {
@@ -529,6 +563,7 @@ class Trainer:
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         self.rng.bit_generator.state = json.loads(state["numpy_rng"][self.dist.rank])
+        self._pending = self._rng_before_pending = None  # nothing drawn ahead of the restored rng
         torch.set_rng_state(state["torch_rng"])
         self.losses, self.val = list(state["losses"]), list(state["val"])
         self.step = int(state["step"])

@@ -95,6 +95,59 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(patches, tmp_path):
     assert [r["step"] for r in second.losses] == [2, 3, 4, 6]  # log rows carried over
 
 
+def test_batches_loaded_ahead_change_nothing_and_resume_exactly(patches, tmp_path):
+    """The next batch loads in a thread while a step computes (gan.train): the run must be the
+    one a sequential sampler gives, and a checkpoint made with a batch drawn ahead must resume
+    to the same weights."""
+    copies = tmp_path / "mid.pt"
+
+    def keep_step_3(step, row):  # the checkpoint of step 3 exists once step 4 is done
+        if step == 4:
+            shutil.copy(tmp_path / "ahead.pt", copies)
+
+    ahead = Trainer(spec_for(patches, input_noise=0.05), patches, tmp_path / "ahead.pt", Dist())
+    ahead.fit(on_step=keep_step_3)
+    assert ahead._loader is not None, "no batch was loaded ahead"
+    inline = Trainer(spec_for(patches, input_noise=0.05), patches, tmp_path / "inline.pt", Dist())
+    inline._prefetch = lambda: None  # every batch drawn and loaded in the step, as before
+    inline.fit()
+    resumed = Trainer(spec_for(patches, input_noise=0.05), patches, copies, Dist())
+    assert resumed.try_resume().endswith("at step 3")
+    resumed.fit()
+    for other in (inline, resumed):
+        for name, value in state(ahead).items():
+            assert torch.equal(value, state(other)[name]), name
+
+
+def test_the_sampler_flips_and_turns_both_sides_alike_and_reads_rows_exactly(patches):
+    data = PatchPairs(patches, "train")
+    plan = data.draw(np.random.default_rng(5), 16)
+    phone, dslr = data.load(plan)
+    rows = data.rows[plan.positions]
+    for side, got in ((data.phone, phone), (data.dslr, dslr)):
+        for k, row in enumerate(rows):
+            image = torch.from_numpy(np.array(side[row])).permute(2, 0, 1).float() / 255
+            if plan.flips[k]:
+                image = image.flip(-1)
+            assert torch.equal(got[k], torch.rot90(image, int(plan.turns[k]), dims=(-2, -1)))
+    plain = data.draw(np.random.default_rng(5), 4, augment=False)
+    assert plain.turns is None
+    assert torch.equal(data.load(plain)[0], data.gather(plain.positions)[0])
+    # Shards are disjoint and cover every row.
+    halves = [PatchPairs(patches, "train", (rank, 2)).rows for rank in range(2)]
+    assert not set(halves[0]) & set(halves[1])
+    assert sorted([*halves[0], *halves[1]]) == list(range(len(data)))
+
+
+def test_a_truncated_patch_array_is_named_when_a_batch_reaches_past_its_end(patches, tmp_path):
+    shutil.copytree(patches, tmp_path / "p")
+    data = PatchPairs(tmp_path / "p", "train")
+    path = tmp_path / "p" / "train_dslr.npy"
+    os.truncate(path, path.stat().st_size - 96 * 96 * 3 * 2)  # the last two rows gone
+    with pytest.raises(ValueError, match=r"train_dslr\.npy: row \d+ lies past the end"):
+        data.gather(np.arange(len(data)))
+
+
 @pytest.mark.slow
 def test_a_resumed_run_reports_the_time_and_speed_of_the_whole_run(patches, tmp_path):
     first = Trainer(spec_for(patches, steps=3), patches, tmp_path / "t.pt", Dist()).fit()
@@ -423,7 +476,7 @@ def test_input_noise_perturbs_the_phone_side_only_and_resumes_exactly(patches, t
     trainer = Trainer(spec_for(patches, input_noise=0.05), patches, tmp_path / "n.pt", Dist())
     sampled, fed, targets = [], [], []
     draw, backward_g = trainer.train_data.sample, trainer.backward_g
-    trainer.train_data.sample = lambda *args: sampled.append(draw(*args)) or sampled[-1]
+    trainer.train_data.sample = lambda *args: sampled.append(draw(*args)) or sampled[-1]  # step 1
     trainer.backward_g = lambda fake, dslr: targets.append(dslr) or backward_g(fake, dslr)
     trainer.g.register_forward_pre_hook(lambda module, inputs: fed.append(inputs[0]))
     trainer.optimize()

@@ -313,14 +313,16 @@ def _pair(pyramid: _Pyramid, profile: PhoneProfile, rng: np.random.Generator,
                       dslr_jpeg=jpeg_bytes(dslr, DSLR_JPEG_QUALITY), dx=dx, dy=dy)
 
 
-def sample_pairs(split: str, count: int, seed: int) -> Iterator[SamplePair]:
-    """Yield ``count`` phone/DSLR pairs of 100x100 JPEG patches for split 'train' or 'test'."""
+def sample_pairs(split: str, count: int, seed: int, start: int = 0) -> Iterator[SamplePair]:
+    """Yield ``count`` phone/DSLR pairs of 100x100 JPEG patches for split 'train' or 'test',
+    indices ``start`` to ``start + count - 1``. Each pair depends on (seed, split, index) only, so
+    a range is the same pairs as the same indices of a longer run (workers build ranges)."""
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     pyramid = _Pyramid(TRAIN_PHOTOS if split == "train" else TEST_PHOTOS)
     profile = phone_profile(seed)
     split_id = 0 if split == "train" else 1
-    for index in range(count):
+    for index in range(start, start + count):
         rng = np.random.default_rng([seed, split_id, index])
         yield _pair(pyramid, profile, rng, index)
 
