@@ -57,14 +57,21 @@ bench: $(STAMP)
 
 # The paper setting: DPED iPhone from a local copy, ImageNet VGG19, a GPU run.
 #   make paper ARCHIVE=/data/dped.zip
+#   make paper ARCHIVE=/data/dped.zip GPUS=8                    (one node, torchrun, DDP/NCCL)
+#   make paper ARCHIVE=/tmp/dped-scale.zip DEVICE=cpu STEPS=300 VGG=random   (a CPU rehearsal)
 # (ImageNet VGG19 weights: $$TORCH_HOME/hub/checkpoints/vgg19-dcbb9e9d.pth, fetched when online.)
+# README.md, "Training the paper model", has the times, resuming and watching a run.
 ARCHIVE ?=
+STEPS ?= 40000
+DEVICE ?= cuda
+VGG ?= imagenet
+GPUS ?= 1
 paper: $(STAMP)
 	@test -n "$(ARCHIVE)" || { echo "usage: make paper ARCHIVE=/path/to/dped.zip (or tar, or folder)" >&2; exit 2; }
-	$(BIN)/dvc exp run -n paper -S data.source=dped -S 'data.archive=$(ARCHIVE)' -S data.phone=iphone \
-	  -S loss.vgg_weights=imagenet -S train.device=cuda -S train.batch_size=64 -S train.steps=40000 \
-	  -S train.lr_g=0.0001 -S train.lr_d=0.0001 -S train.log_every=100 -S train.val_every=1000 \
-	  -S train.val_patches=1000 -S train.checkpoint_every=1000
+	$(BIN)/dvc exp run -n paper -S data.source=dped -S 'data.archive=$(abspath $(ARCHIVE))' -S data.phone=iphone \
+	  -S loss.vgg_weights=$(VGG) -S train.device=$(DEVICE) -S train.gpus=$(GPUS) -S train.batch_size=64 \
+	  -S train.steps=$(STEPS) -S train.lr_g=0.0001 -S train.lr_d=0.0001 -S train.log_every=100 \
+	  -S train.val_every=1000 -S train.val_patches=1000 -S train.checkpoint_every=1000
 
 # The small-data recipe (recipes/small-data.yaml) as a DVC experiment on real DPED iPhone pairs:
 #   make small-data DATA=../shared/dped-mini        (a DPED-layout folder or archive)
