@@ -13,7 +13,7 @@ export PATH := $(BIN):$(PATH)
 # the project itself without dependencies, so a fresh machine gets what the tests ran on.
 LOCK := requirements.lock
 
-.PHONY: setup lock repro test test-all bench paper small-data cv pretrained clean
+.PHONY: setup lock repro test test-all bench paper dped-scale small-data cv pretrained clean
 
 setup: $(STAMP)
 
@@ -72,6 +72,14 @@ paper: $(STAMP)
 	  -S loss.vgg_weights=$(VGG) -S train.device=$(DEVICE) -S train.gpus=$(GPUS) -S train.batch_size=64 \
 	  -S train.steps=$(STEPS) -S train.lr_g=0.0001 -S train.lr_d=0.0001 -S train.log_every=100 \
 	  -S train.val_every=1000 -S train.val_patches=1000 -S train.checkpoint_every=1000
+
+# A DPED-sized archive (160,471 + 4,353 pairs, 10 full-size photos, 1.5 GB; about 2.5 minutes on
+# 2 cores), for rehearsing the pipeline at the release's scale (bench/README.md, "DPED at full
+# scale", has the per-stage figures and the commands that measured them):
+#   make dped-scale && make paper ARCHIVE=/tmp/dped-scale/dped.zip DEVICE=cpu STEPS=200 VGG=random
+SCALE_DIR ?= /tmp/dped-scale
+dped-scale: $(STAMP)
+	$(BIN)/python bench/dped_scale.py $(SCALE_DIR)/dped.zip
 
 # The small-data recipe (recipes/small-data.yaml) as a DVC experiment on real DPED iPhone pairs:
 #   make small-data DATA=../shared/dped-mini        (a DPED-layout folder or archive)

@@ -16,7 +16,10 @@
    stage's arrays in FOLDER, in patches/s per batch size, with the process's anonymous and
    file-backed resident memory before and after (the sampler must keep up with a GPU: an H200
    at >= 5,000 patches/s; and its memory must not grow with the arrays).
-3. Quality: the committed params trained ``--quality-steps`` steps in each precision from the
+3. With ``--step-flops``: the floating-point operations of one full training step at each
+   --batch (torch.utils.flop_counter, matrix multiplications and convolutions, forward and
+   backward), what README.md's "Training the paper model" projects GPU times from.
+4. Quality: the committed params trained ``--quality-steps`` steps in each precision from the
    same seed on the same batches (real DPED pairs from ../shared/dped-mini when present, else
    the simulated sample), then validated in fp32 on the test pairs: the PSNR / MS-SSIM of the
    two runs and their difference.
@@ -127,6 +130,27 @@ def sampler(folder: Path, batches: list[int], seconds: float) -> None:
           f"{resident_mb().get('VmHWM', 0):.0f} MB")
 
 
+def step_flops(batches: list[int], folder: Path) -> None:
+    """FLOPs of one training step (the committed params: the paper's loss), per batch size."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    for batch in batches:
+        run = spec("bench", steps=10**9, batch_size=batch, device="cpu", precision="fp32",
+                   val_patches=8)
+        trainer = Trainer(run, folder, folder / "unused.pt", Dist())
+        trainer.optimize()  # first-step work (lazy init) is not counted
+        counter = FlopCounterMode(display=False)
+        with counter:
+            trainer.optimize()
+        total = counter.get_total_flops()
+        by_module = {name: sum(ops.values()) for name, ops in counter.get_flop_counts().items()
+                     if name.count(".") == 0 and name != "Global"}
+        parts = ", ".join(f"{name} {flops / total:.0%}" for name, flops in
+                          sorted(by_module.items(), key=lambda kv: -kv[1])[:4])
+        print(f"batch {batch}: {total / 1e12:.3f} TFLOP per step, {total / batch / 1e9:.2f} GFLOP "
+              f"per patch ({parts})", flush=True)
+
+
 def real_patches(folder: Path) -> str:
     """Aligned patches of dped-mini (or of a small sample when it is absent); what they are."""
     if DPED_MINI.is_dir():
@@ -175,6 +199,8 @@ def main() -> None:
                         help="only time the batch sampler on the patch arrays in FOLDER (the "
                              "extract stage's output), at each --batch, --seconds each")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--step-flops", action="store_true",
+                        help="only count the FLOPs of one training step at each --batch")
     args = parser.parse_args()
     if args.sampler:
         sampler(args.sampler, args.batch, args.seconds)
@@ -186,6 +212,12 @@ def main() -> None:
                 f"{'yes' if cpu_has_native_bf16() else 'no'}")
     print(f"machine: {name}, torch {torch.__version__}")
     compiles = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
+    if args.step_flops:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / "patches"
+            fake_patches(folder, max(256, max(args.batch)))
+            step_flops(args.batch, folder)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "patches"
         fake_patches(folder, max(256, max(args.batch)))

@@ -46,11 +46,11 @@ def main(
 
     from gan.checkpoint import CheckpointError, load_generator
     from gan.data.dped import LayoutError
-    from gan.evaluation.evaluate import (Method, aligned_test_pairs, baseline_methods,
+    from gan.data.patches import PatchPairs
+    from gan.evaluation.evaluate import (Method, aligned_test_chunks, baseline_methods,
                                          full_size_scores, generator_method, generator_photo,
-                                         identity_method, raw_test_pairs, score_method)
+                                         identity_method, raw_test_chunks, score_methods)
     from gan.fsio import write_npy
-    from gan.look import look_stats
     from gan.runtime import keep_freed_memory, resolve_device
 
     try:
@@ -64,8 +64,11 @@ def main(
             generator = load_generator(path, device)
             methods.append(Method(name, generator_method(generator, device, int(cfg["batch_size"])),
                                   photo=generator_photo(generator, device)))
-        geometries = {"aligned": aligned_test_pairs(patches),
-                      "raw": raw_test_pairs(raw, phone_name)}
+        # Both geometries are read a chunk at a time while they are scored (memory flat in the
+        # number of pairs); what can be checked before that is checked here.
+        counts = {"aligned": len(PatchPairs(patches, "test")), "raw": count_raw_pairs(raw, phone_name)}
+        geometries = {"aligned": lambda: aligned_test_chunks(patches),
+                      "raw": lambda: raw_test_chunks(raw, phone_name)}
     except (ParamsError, CheckpointError, LayoutError, FileNotFoundError, ValueError,
             RuntimeError) as exc:
         fail(str(exc))
@@ -74,25 +77,25 @@ def main(
     tables = []
     saved = int(cfg["saved_patches"])
     samples = out / "patches"
-    with tqdm(total=len(geometries) * len(methods), desc="evaluate", unit="run",
+    with tqdm(total=sum(counts.values()), desc="evaluate", unit="pair",
               disable=not progress) as bar:
-        for geometry, (phone, dslr, indices) in geometries.items():
-            summary[geometry] = {}
-            target_look = look_stats(dslr)  # once per geometry: the same for every method
-            for method in methods:
-                bar.set_postfix_str(f"{geometry}: {method.name}")
-                scores, first = score_method(method, phone, dslr, target_look=target_look)
-                summary[geometry][method.name] = scores.summary()
+        for geometry, chunks in geometries.items():
+            bar.set_postfix_str(geometry)
+            try:
+                done = score_methods(methods, counted(chunks(), bar))
+            except ValueError as exc:  # the raw archive held no decodable pair of one size
+                fail(str(exc))
+            summary[geometry] = {name: s.summary() for name, s in done.scores.items()}
+            for name, scores in done.scores.items():
                 tables.append(pd.DataFrame({
-                    "method": method.name, "geometry": geometry, "index": indices,
+                    "method": name, "geometry": geometry, "index": done.indices,
                     "psnr": scores.psnr, "ssim": scores.ssim, "ms_ssim": scores.ms_ssim,
-                    **scores.look, **{f"target_{k}": v for k, v in target_look.items()}}))
-                if geometry == "raw":
-                    write_npy(samples / f"{method.name}.npy", first[:saved])
-                bar.update(1)
+                    **scores.look, **{f"target_{k}": v for k, v in done.target_look.items()}}))
             if geometry == "raw":
-                write_npy(samples / "dslr.npy", dslr[:saved])
-                write_text(samples / "index.json", json.dumps(indices[:saved].tolist()))
+                for name, first in done.first.items():
+                    write_npy(samples / f"{name}.npy", first[:saved])
+                write_npy(samples / "dslr.npy", done.first_dslr[:saved])
+                write_text(samples / "index.json", json.dumps(done.indices[:saved].tolist()))
 
     photos = sorted((patches / "full_size").glob("*"))
     loe, niqe, speed = full_size_scores(methods[1:], photos, out / "full_size",
@@ -105,6 +108,23 @@ def main(
     for geometry, by_method in summary.items():
         typer.echo(f"{geometry}: " + "; ".join(
             f"{name} {s['psnr']:.2f} dB / {s['ms_ssim']:.4f}" for name, s in by_method.items()))
+
+
+def counted(chunks, bar):
+    """Pass the chunks through, advancing the progress bar by their pairs."""
+    for chunk in chunks:
+        yield chunk
+        bar.update(len(chunk[0]))
+
+
+def count_raw_pairs(raw: Path, phone_name: str) -> int:
+    """The raw test pairs with both sides present (the progress bar's total; a pair that then
+    does not decode is skipped by the scoring, not counted): checks the layout on the way."""
+    from gan.data.dped import DpedSource, find_layout
+
+    with DpedSource(raw) as source:
+        pairs = find_layout(source.names(), phone_name).pairs["test"]
+    return sum(p.phone is not None and p.dslr is not None for p in pairs)
 
 
 def model_paths(model: Path, extras: list | None) -> dict[str, Path]:

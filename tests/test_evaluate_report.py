@@ -160,3 +160,20 @@ def test_metrics_table_shows_the_look_and_tolerates_an_eval_json_without_it():
     assert "NIQE" in page and "None" not in page
     # LOE, then NIQE: the input has no LOE, ours no NIQE
     assert "<td></td><td>4.32</td>" in page and "<td>12.5</td><td></td>" in page
+
+
+def test_full_size_photos_turn_to_jpeg_when_lossless_would_make_the_page_too_big():
+    from gan.evaluation.report import full_size_comparisons
+
+    rng = np.random.default_rng(0)
+    noisy = rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)  # noise: PNG cannot shrink it
+    photos = {"a": {"input": noisy, "ours": noisy[::-1].copy(), "clhe": noisy // 2}}
+    lossless = full_size_comparisons(photos)
+    assert lossless[0].before.startswith("data:image/png") and lossless[0].note == ""
+    assert len(lossless[0].afters) == 2  # each method against the input
+    small = full_size_comparisons(photos, budget=10_000)
+    assert all(uri.startswith("data:image/jpeg") for uri in (small[0].before,
+                                                               *small[0].afters.values()))
+    assert "lossless PNG would have made the page" in small[0].note
+    page = sum(len(u) for u in (small[0].before, *small[0].afters.values()))
+    assert page < sum(len(u) for u in (lossless[0].before, *lossless[0].afters.values()))

@@ -10,8 +10,9 @@ from PIL import Image
 from gan.deploy.photo_io import read_photo
 from gan.evaluation import evaluate as evaluation
 from gan.data.patches import to_tensor
-from gan.evaluation.evaluate import (Method, full_size_scores, identity_method, raw_test_pairs,
-                                     read_rgb8, score_method)
+from gan.evaluation.evaluate import (Method, array_chunks, full_size_scores, identity_method,
+                                     raw_test_chunks, raw_test_pairs, read_rgb8, score_method,
+                                     score_methods)
 from gan.evaluation.loe import lightness_order_error
 from gan.evaluation.niqe import niqe
 from gan.look import look_stats
@@ -140,3 +141,43 @@ def test_score_method_adds_the_look_against_the_target_chunk_by_chunk():
     given, _ = score_method(halved, patches, patches, chunk=3, target_look=look_stats(patches))
     assert inside.summary() == given.summary()
     assert inside.summary()["contrast_ratio"] == 0.5 and inside.summary()["black_diff"] < 0
+
+
+def test_every_method_is_scored_chunk_by_chunk_as_it_would_be_on_all_pairs_at_once():
+    """The evaluate stage streams the test pairs (a chunk in memory at a time) through every
+    method at once: the per-patch scores, the look and the kept first outputs must be those of
+    scoring each method alone on all the pairs."""
+    rng = np.random.default_rng(8)
+    phone = rng.integers(0, 256, (11, 16, 16, 3), dtype=np.uint8)
+    dslr = rng.integers(0, 256, (11, 16, 16, 3), dtype=np.uint8)
+    methods = [identity_method(), Method("halved", lambda batch: to_tensor(batch) * 0.5)]
+    done = score_methods(methods, array_chunks(phone, dslr, chunk=4, indices=np.arange(11) + 100))
+    assert done.indices.tolist() == list(range(100, 111))
+    assert np.array_equal(done.first_dslr, dslr[:4])
+    for method in methods:
+        alone, first = score_method(method, phone, dslr, chunk=11)
+        got = done.scores[method.name]
+        for key in ("psnr", "ssim", "ms_ssim"):
+            np.testing.assert_array_equal(getattr(got, key), getattr(alone, key), err_msg=key)
+        for key in alone.look:
+            assert np.array_equal(got.look[key], alone.look[key])
+            assert np.array_equal(got.target_look[key], alone.target_look[key])
+        assert np.array_equal(done.first[method.name], first[:4])
+    with pytest.raises(ValueError, match="no test pairs"):
+        score_methods(methods, iter(()))
+
+
+def test_raw_test_pairs_come_in_chunks_of_one_size_in_index_order(tmp_path):
+    rng = np.random.default_rng(2)
+    patch = lambda size=100: jpeg(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))  # noqa: E731
+    files = {"training_data/iphone/0.jpg": patch(), "training_data/canon/0.jpg": patch()}
+    for k in range(7):
+        size = 90 if k == 2 else 100  # pair 2 has another size: skipped
+        files[f"test_data/patches/iphone/{k}.jpg"] = patch(size)
+        files[f"test_data/patches/canon/{k}.jpg"] = patch(size)
+    archive = write_dped_zip(tmp_path / "dped.zip", files)
+    chunks = list(raw_test_chunks(archive, "iphone", chunk=4))
+    assert [c[2].tolist() for c in chunks] == [[0, 1, 3, 4], [5, 6]]
+    phone, dslr, indices = raw_test_pairs(archive, "iphone")
+    assert np.array_equal(np.concatenate([c[0] for c in chunks]), phone)
+    assert indices.tolist() == [0, 1, 3, 4, 5, 6]

@@ -675,6 +675,17 @@ def test_ddp_on_the_cpu_with_two_gloo_processes(patches, tmp_path):
     assert "starting 2 processes" in done.stdout
     payload = torch.load(tmp_path / "models" / "generator.pt", weights_only=True)
     assert payload["provenance"]["steps"] == 2
+    # One writer: rank 0 alone reports, writes the model, the curves and the checkpoint (which
+    # carries each rank's own random state: the ranks draw different batches from their own,
+    # disjoint shards, test_the_sampler_flips_and_turns_both_sides_alike_and_reads_rows_exactly).
+    assert done.stdout.count("generator.pt: step 2") == 1
+    checkpoint = torch.load(tmp_path / "models" / "checkpoints" / "last.pt", weights_only=True)
+    states = [json.loads(state) for state in checkpoint["numpy_rng"]]
+    assert len(states) == 2 and states[0] != states[1]
+    written = sorted(p.name for p in (tmp_path / "models").rglob("*") if p.is_file())
+    assert written == ["generator.pt", "last.pt"]  # no second writer's leftovers
+    curves = pd.read_csv(tmp_path / "metrics" / "train" / "losses.csv")
+    assert curves["step"].tolist() == [1, 2]  # rows written once, not once per process
 
 
 def test_the_seed_is_scoped_to_the_run_and_the_callers_rng_does_not_matter(patches, tmp_path):

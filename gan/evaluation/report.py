@@ -84,15 +84,35 @@ def look_table(report: dict[str, Any]) -> str:
             + "".join(rows) + "</table>")
 
 
-def full_size_comparisons(photos: dict[str, dict[str, np.ndarray]]) -> list[Comparison]:
+# The full-size photos are embedded losslessly (PNG) while the page stays small; past this many
+# bytes of embedded images they are JPEG at quality 95 without chroma subsampling instead (what
+# enhance --compare embeds: no visible loss at 1:1, a fraction of the size). DPED's full-size
+# iPhone photos are 2048x1536: two of them in four versions made a 65 MB page as PNG
+# (bench/README.md, "DPED at full scale").
+PAGE_IMAGE_BUDGET = 12 * 2**20
+
+
+def full_size_comparisons(photos: dict[str, dict[str, np.ndarray]],
+                          budget: int = PAGE_IMAGE_BUDGET) -> list[Comparison]:
     """photo name -> method -> (H, W, 3) uint8 (with "input"), as before/after sliders: the
-    input against each method, switched in place. Lossless (PNG), as evaluate saved them."""
-    items = []
-    for name, by_method in photos.items():
-        methods = [m for m in method_order(list(by_method)) if m != "input"]
-        if "input" in by_method and methods:
-            items.append(comparison(name, by_method["input"],
-                                    {label(m): by_method[m] for m in methods}, "png"))
+    input against each method, switched in place. Lossless (PNG), as evaluate saved them, unless
+    that would embed more than ``budget`` bytes: then JPEG (quality 95, 4:4:4), said under
+    each photo."""
+    def encoded(image_format: str, note: str = "") -> list[Comparison]:
+        items = []
+        for name, by_method in photos.items():
+            methods = [m for m in method_order(list(by_method)) if m != "input"]
+            if "input" in by_method and methods:
+                items.append(comparison(name, by_method["input"],
+                                        {label(m): by_method[m] for m in methods}, image_format,
+                                        note))
+        return items
+
+    items = encoded("png")
+    size = sum(len(uri) for item in items for uri in (item.before, *item.afters.values()))
+    if size > budget:
+        items = encoded("jpeg", f"JPEG, quality 95, no chroma subsampling (lossless PNG would "
+                                f"have made the page {size / 2**20:.0f} MB)")
     return items
 
 
