@@ -181,3 +181,17 @@ def test_raw_test_pairs_come_in_chunks_of_one_size_in_index_order(tmp_path):
     phone, dslr, indices = raw_test_pairs(archive, "iphone")
     assert np.array_equal(np.concatenate([c[0] for c in chunks]), phone)
     assert indices.tolist() == [0, 1, 3, 4, 5, 6]
+
+
+def test_an_undefined_ms_ssim_is_counted_and_left_out_of_the_mean_and_the_bars_survive_null():
+    from gan.evaluation.evaluate import Scores
+    from gan.evaluation.figures import score_bars
+
+    look = {k: np.ones(3) for k in look_stats(np.zeros((1, 4, 4, 3), np.uint8))}
+    scores = Scores(np.array([20.0, 22.0, 24.0]), np.array([0.5, 0.6, 0.7]),
+                    np.array([0.8, np.nan, 0.9]), 0.0, look, look)
+    summary = scores.summary()
+    assert summary["ms_ssim"] == 0.85 and summary["ms_ssim_undefined"] == 1
+    bars = {"aligned": {"input": {"psnr": 17.0, "ms_ssim": 0.8}, "clhe": {"psnr": 18.0,
+                                                                        "ms_ssim": None}}}
+    score_bars(bars)  # a null mean (no defined patch) draws no bar, not a crash

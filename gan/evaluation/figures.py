@@ -116,18 +116,18 @@ def score_bars(summary: dict[str, dict[str, dict[str, float]]]) -> Figure:
     width = 0.8 / len(geometries)
     for ax, metric, unit in ((axes[0], "psnr", "PSNR (dB)"), (axes[1], "ms_ssim", "MS-SSIM")):
         for g, geometry in enumerate(geometries):
-            values = [summary[geometry][m][metric] for m in methods]
+            values = [_number(summary[geometry][m][metric]) for m in methods]
             xs = np.arange(len(methods)) + (g - (len(geometries) - 1) / 2) * width
             bars = ax.bar(xs, values, width * 0.95,
                           color=[colour(m, methods) for m in methods],
                           alpha=1.0 if g == 0 else 0.55, label=f"{geometry} test patches")
             ax.bar_label(bars, fmt="%.2f" if metric == "psnr" else "%.3f", fontsize=8)
-            ax.axhline(summary[geometry]["input"][metric], color="black", linestyle="--",
+            ax.axhline(_number(summary[geometry]["input"][metric]), color="black", linestyle="--",
                        linewidth=1, alpha=1.0 if g == 0 else 0.5)
         ax.set_xticks(np.arange(len(methods)), [label(m) for m in methods], fontsize=10)
         ax.set_ylabel(unit)
-        low = min(summary[g][m][metric] for g in geometries for m in methods)
-        high = max(summary[g][m][metric] for g in geometries for m in methods)
+        known = [_number(summary[g][m][metric]) for g in geometries for m in methods]
+        low, high = float(np.nanmin(known)), float(np.nanmax(known))
         ax.set_ylim(low - 0.15 * (high - low) - 1e-3, high + 0.12 * (high - low) + 1e-3)
         ax.set_title(f"{unit} against the DSLR (dashed: the input)")
     # Below the axes, not inside: inside, it covers whichever bars happen to be short.
@@ -135,6 +135,12 @@ def score_bars(summary: dict[str, dict[str, dict[str, float]]]) -> Figure:
     fig.legend(handles, names, loc="lower center", ncol=len(names), fontsize=9, frameon=False)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig
+
+
+def _number(value: float | None) -> float:
+    """A summary value as a float; null in eval.json (a mean over no defined patch) is NaN,
+    which draws no bar instead of stopping the report."""
+    return float("nan") if value is None else float(value)
 
 
 def training_curves(losses: dict[str, np.ndarray], validation: dict[str, np.ndarray]) -> Figure:
