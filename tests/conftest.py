@@ -92,8 +92,10 @@ def dped_mini() -> Path:
 
 # -- the real dvc CLI in a temporary git repository holding the project ------------------
 
+# data/.gitignore too, as a clone has it: the outputs are files inside data/raw and data/patches,
+# and without it DVC would write a .gitignore into those folders, which are other stages' deps.
 PROJECT_FILES = ["dvc.yaml", "params.yaml", ".gitignore", ".dvcignore", ".dvc/config",
-                 ".dvc/.gitignore", "stages", "gan"]
+                 ".dvc/.gitignore", "data/.gitignore", "stages", "gan"]
 
 
 def temporaries(folder: Path) -> list[Path]:
