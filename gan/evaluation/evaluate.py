@@ -109,11 +109,10 @@ class Scores:
         # at some scale is negative (raised to a fractional weight), as in the official script:
         # 1 CLHE output of DPED-sized test set's 4,353 (bench/README.md, "DPED at full scale").
         # The mean is over the defined ones, and how many were not is said beside it.
-        defined = np.isfinite(self.ms_ssim)
-        ms = float(self.ms_ssim[defined].mean()) if defined.any() else float("nan")
+        ms, undefined = mean_finite(torch.from_numpy(self.ms_ssim))
         return {"psnr": round(mean, 3), "psnr_infinite": infinite,
                 "ssim": round(float(self.ssim.mean()), 4),
-                "ms_ssim": round(ms, 4), "ms_ssim_undefined": int((~defined).sum()),
+                "ms_ssim": round(ms, 4), "ms_ssim_undefined": undefined,
                 "patches": len(self.psnr), **look_summary(self.look, self.target_look)}
 
 
