@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -15,6 +16,10 @@ def psnr(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """
     if output.shape != target.shape:
         raise ValueError(f"psnr: shapes differ: {tuple(output.shape)} vs {tuple(target.shape)}")
+    return _by_slices(_psnr, output, target)
+
+
+def _psnr(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     diff = output.clamp(0, 1).double() - target.clamp(0, 1).double()
     mse = diff.pow(2).flatten(1).mean(dim=1)
     return -10.0 * torch.log10(mse)  # log10(0) = -inf, so identical images give +inf
@@ -31,6 +36,10 @@ def mean_finite(values: torch.Tensor) -> tuple[float, int]:
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 _K1, _K2 = 0.01, 0.03
 _WINDOW, _SIGMA = 11, 1.5
+# Images per pass: the float64 intermediates of one pass (blurred moments at 5 scales; PSNR's
+# difference) take up to 20x the input's float32 bytes, 0.6 GB for evaluate's chunk of 256
+# patches of 96x96. An image's score depends on that image alone, so slicing changes no value.
+_IMAGES_PER_PASS = 32
 
 
 def _gaussian_1d(size: int, sigma: float) -> torch.Tensor:
@@ -87,7 +96,8 @@ def ssim(output: torch.Tensor, target: torch.Tensor,
     """
     if output.shape != target.shape:
         raise ValueError(f"ssim: shapes differ: {tuple(output.shape)} vs {tuple(target.shape)}")
-    return _ssim_and_cs(output.to(dtype) * 255.0, target.to(dtype) * 255.0)[0]
+    return _by_slices(lambda a, b: _ssim_and_cs(a.to(dtype) * 255.0, b.to(dtype) * 255.0)[0],
+                      output, target)
 
 
 def ms_ssim(output: torch.Tensor, target: torch.Tensor,
@@ -113,6 +123,10 @@ def ms_ssim_terms(output: torch.Tensor, target: torch.Tensor,
     Shows at which scale an output loses to another (bench/msssim_probe.py)."""
     if output.shape != target.shape:
         raise ValueError(f"ms_ssim: shapes differ: {tuple(output.shape)} vs {tuple(target.shape)}")
+    return _by_slices(lambda a, b: _ms_ssim_terms(a, b, dtype), output, target)
+
+
+def _ms_ssim_terms(output: torch.Tensor, target: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     a = output.to(dtype) * 255.0
     b = target.to(dtype) * 255.0
     levels = len(MS_SSIM_WEIGHTS)
@@ -123,6 +137,15 @@ def ms_ssim_terms(output: torch.Tensor, target: torch.Tensor,
         if level < levels - 1:
             a, b = _halve(a), _halve(b)
     return torch.stack(terms, dim=1)
+
+
+def _by_slices(score: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+               output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``score`` over ``_IMAGES_PER_PASS`` images at a time (its per-image results joined)."""
+    if len(output) <= _IMAGES_PER_PASS:
+        return score(output, target)
+    return torch.cat([score(output[k:k + _IMAGES_PER_PASS], target[k:k + _IMAGES_PER_PASS])
+                      for k in range(0, len(output), _IMAGES_PER_PASS)])
 
 
 def _halve(x: torch.Tensor) -> torch.Tensor:

@@ -6,6 +6,7 @@ import torch
 
 from gan.data.dped import DpedSource, decode_patch, find_layout
 from gan.data.patches import to_tensor
+from gan import metrics
 from gan.metrics import MS_SSIM_WEIGHTS, mean_finite, ms_ssim, ms_ssim_terms, psnr
 
 
@@ -87,3 +88,16 @@ def test_ms_ssim_terms_show_fine_noise_at_the_fine_scales():
     assert torch.allclose(ms_ssim_terms(clean, clean), torch.ones(2, 5, dtype=torch.float64))
     weights = torch.tensor(MS_SSIM_WEIGHTS, dtype=torch.float64)
     assert torch.allclose((terms ** weights).prod(dim=1), ms_ssim(noisy, clean))
+
+
+def test_a_batch_is_scored_in_slices_with_each_image_scored_as_if_alone():
+    # Batches are scored _IMAGES_PER_PASS images at a time to bound the float64 intermediates'
+    # memory: the joined slices must give each image exactly its own score, in order.
+    torch.manual_seed(0)
+    count = metrics._IMAGES_PER_PASS * 2 + 5  # two full slices and a short one
+    target = torch.rand(count, 3, 24, 24)
+    strength = torch.linspace(0, 0.1, count)[:, None, None, None]  # image 0 untouched: inf dB
+    output = (target + strength * torch.randn_like(target)).clamp(0, 1)
+    for score in (metrics.psnr, metrics.ssim, metrics.ms_ssim):
+        alone = torch.cat([score(output[k:k + 1], target[k:k + 1]) for k in range(count)])
+        assert torch.equal(score(output, target), alone), score.__name__
