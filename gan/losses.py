@@ -24,10 +24,8 @@ The vocabulary follows BasicSR (explicit weights, a VGG extractor with a named l
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -35,6 +33,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 
+from gan.config import LOSS_TERMS, LossWeights  # noqa: F401 (LossWeights: GeneratorLoss's)
 from gan.metrics import MS_SSIM_WEIGHTS  # the standard scale weights (Wang et al. 2003)
 
 VGG19_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's ImageNet VGG19 checkpoint name
@@ -449,25 +448,6 @@ class LookLoss(nn.Module):
 
 # -- the generator's composite loss ------------------------------------------------------------
 
-@dataclass
-class LossWeights:
-    """Weights of the generator's loss terms (BasicSR's ``loss_weight``), each >= 0."""
-
-    perceptual: float = 1.0
-    adversarial: float = 1e-3  # the paper's lambda
-    msssim: float = 1.0  # the paper's eta
-    pixel: float = 0.0  # optional L1 pixel term
-    color: float = 0.0  # L1 between blurred images (DPED's colour loss)
-    tone: float = 0.0  # per-image luma and chroma distributions (LookLoss)
-    texture: float = 0.0  # per-image distribution of fine luma detail (LookLoss)
-
-    def __post_init__(self) -> None:
-        for name in ("perceptual", "adversarial", "msssim", "pixel", "color", "tone", "texture"):
-            value = getattr(self, name)
-            if not math.isfinite(value) or value < 0:
-                raise ValueError(f"loss weight {name} must be a finite number >= 0, got {value}")
-
-
 class GeneratorLoss(nn.Module):
     """``L_G = perceptual * L_p + adversarial * L_GAN + msssim * (1 - MS-SSIM) + pixel * L1``.
 
@@ -476,7 +456,7 @@ class GeneratorLoss(nn.Module):
     later, except switching the perceptual term on when it was built without it.
     """
 
-    TERMS = ("perceptual", "adversarial", "msssim", "pixel", "color", "tone", "texture")
+    TERMS = LOSS_TERMS
 
     def __init__(self, weights: LossWeights, vgg_weights: str = "random", distance: str = "l1",
                  msssim_win: int = 5):

@@ -14,14 +14,16 @@ Generators map such a tensor to one of the same shape and range; the discriminat
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-GENERATORS = ("dense_unet", "dped_resnet")
+# The configs live in gan.config (torch-free): params.yaml's model section builds them there.
+from gan.config import (GENERATORS, DenseUNetConfig, DiscriminatorConfig,  # noqa: F401
+                        DpedResNetConfig)
 
 # Negative slope of every LeakyReLU in this file (the value DCGAN and ESRGAN use).
 LEAKY_SLOPE = 0.2
@@ -33,95 +35,6 @@ LOGIT_EPS = 1e-3
 # down, as ESRGAN does for its residual-in-residual dense blocks: each block then starts close
 # to the identity and the sum of many branches does not blow up the activations.
 RESIDUAL_INIT_SCALE = 0.1
-
-
-# -----------------------------------------------------------------------------
-# Configs
-
-
-@dataclass
-class DenseUNetConfig:
-    """Dense U-Net generator (the paper's).
-
-    depth: down-sampling steps; the network has ``depth + 1`` resolution levels and works on
-        inputs padded to a multiple of ``2 ** depth``.
-    base_width: channels at full resolution; doubles per level.
-    growth_rate: channels each dense layer adds to its block's concatenation.
-    layers_per_block: 3x3 conv layers per dense block.
-    global_residual: predict a correction of the input (logit domain) instead of the image.
-    guided_radius: radius of the trainable edge-preserving output filter (GuidedOutputFilter);
-        0: none.
-    guided_eps: the filter's initial eps (its strength; learnt from there).
-
-    The defaults cost ~53K multiply-adds per pixel, 1/7.6 of DPED's ResNet. Depth 3 rather than
-    2: the extra level works at 1/16 and 1/64 of the pixels, so it adds only ~9K MACs/pixel, yet
-    it doubles the receptive field (83 -> 179 px, measured; more than a 96x96 training patch),
-    which the global colour and tone corrections of phone -> DSLR need.
-    """
-
-    depth: int = 3
-    base_width: int = 16
-    growth_rate: int = 12
-    layers_per_block: int = 3
-    global_residual: bool = True
-    guided_radius: int = 0
-    guided_eps: float = 3e-4
-
-    def __post_init__(self) -> None:
-        _check_positive(self, "base_width", "growth_rate", "layers_per_block")
-        if self.depth < 0:
-            raise ValueError(f"DenseUNetConfig.depth must be >= 0, got {self.depth}")
-        if not self.guided_eps > 0:
-            raise ValueError(f"DenseUNetConfig.guided_eps must be > 0, got {self.guided_eps}")
-        if self.guided_radius < 0:
-            raise ValueError(f"DenseUNetConfig.guided_radius must be >= 0, "
-                             f"got {self.guided_radius}")
-
-
-@dataclass
-class DpedResNetConfig:
-    """DPED's generator (Ignatov et al., ICCV 2017): width channels, ``blocks`` residual blocks."""
-
-    width: int = 64
-    blocks: int = 4
-
-    def __post_init__(self) -> None:
-        _check_positive(self, "width")
-        if self.blocks < 0:
-            raise ValueError(f"DpedResNetConfig.blocks must be >= 0, got {self.blocks}")
-
-
-@dataclass
-class DiscriminatorConfig:
-    """The paper's discriminator.
-
-    width: channels of the first conv, doubling per stride-2 layer (capped at 8 x width).
-    layers: conv (+ BN) + LeakyReLU layers, each halving the resolution.
-    pool: spatial size the last conv's output is average-pooled to before flattening.
-    input: what D judges. "rgb": the image. "grey": its luma, as DPED's texture discriminator
-        (colour is left to the other terms, so D can only ask for the DSLR's texture).
-        "highpass": the luma minus its 5x5 box mean: texture alone, without the brightness.
-    """
-
-    width: int = 32
-    layers: int = 4
-    pool: int = 6
-    input: str = "rgb"
-
-    INPUTS = ("rgb", "grey", "highpass")
-
-    def __post_init__(self) -> None:
-        _check_positive(self, "width", "layers", "pool")
-        if self.input not in self.INPUTS:
-            raise ValueError(f"DiscriminatorConfig.input must be one of {', '.join(self.INPUTS)}, "
-                             f"got {self.input!r}")
-
-
-def _check_positive(config: Any, *names: str) -> None:
-    for name in names:
-        value = getattr(config, name)
-        if value < 1:
-            raise ValueError(f"{type(config).__name__}.{name} must be >= 1, got {value}")
 
 
 def _make_config(cls: type, config: dict[str, Any] | None) -> Any:

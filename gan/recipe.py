@@ -5,7 +5,8 @@
 
 One file holds the recipe, and every user of it (``make small-data``'s ``dvc exp run``,
 tools/pretrained.sh, bench/small_data.py) reads it from there. A key params.yaml does not have
-is refused, so a typo cannot silently train the defaults.
+is refused, so a typo cannot silently train the defaults, and so is a value params.yaml may not
+hold: the overlaid params are built as gan.config.Params, which checks every key.
 """
 
 from __future__ import annotations
@@ -19,12 +20,16 @@ from typing import Any
 import yaml
 
 
+from gan.config import ConfigError, Params
+
+
 class RecipeError(ValueError):
-    """The recipe file is unreadable or names a key params.yaml does not have."""
+    """The recipe file is unreadable, names a key params.yaml does not have or sets a value
+    that params.yaml may not hold."""
 
 
 def load_recipe(path: Path, params: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The overlay in ``path``, checked against ``params`` (every section and key must exist)."""
+    """The overlay in ``path``, checked over ``params`` (see check_overlay)."""
     try:
         recipe = yaml.safe_load(Path(path).read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
@@ -33,16 +38,18 @@ def load_recipe(path: Path, params: dict[str, Any]) -> dict[str, dict[str, Any]]
 
 
 def check_overlay(overlay: Any, params: dict[str, Any], where: str) -> dict[str, dict[str, Any]]:
-    """``overlay`` itself when it is a mapping of params sections to keys that ``params`` has;
-    RecipeError naming the first section or key it does not have (``where``: its origin)."""
-    if not isinstance(overlay, dict):
-        raise RecipeError(f"{where}: a recipe is a mapping of params.yaml sections")
+    """``overlay`` itself when ``params`` with it applied is valid params (gan.config.Params:
+    known sections and keys, accepted values); RecipeError naming the first problem (``where``:
+    the overlay's origin)."""
+    if not isinstance(overlay, dict) or not all(isinstance(v, dict) for v in overlay.values()):
+        raise RecipeError(f"{where}: a recipe is a mapping of params.yaml sections to their keys")
+    merged = copy.deepcopy(params)
     for name, values in overlay.items():
-        if not isinstance(values, dict) or not isinstance(params.get(name), dict):
-            raise RecipeError(f"{where}: {name!r} is not a params.yaml section")
-        unknown = sorted(set(values) - set(params[name]))
-        if unknown:
-            raise RecipeError(f"{where}: {name}.{unknown[0]} is not a params.yaml key")
+        merged[name] = {**(merged.get(name) or {}), **values}
+    try:
+        Params.from_dict(merged)
+    except ConfigError as exc:
+        raise RecipeError(f"{where}: {exc}") from None
     return overlay
 
 

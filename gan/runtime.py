@@ -7,6 +7,8 @@ import re
 
 import torch
 
+from gan.config import PRECISIONS
+
 
 def keep_freed_memory(mmap_threshold: int = 512 << 20, trim_threshold: int = 1 << 30) -> bool:
     """Let glibc reuse freed large blocks instead of returning them to the kernel.
@@ -65,7 +67,6 @@ def _mps_available() -> bool:
     return bool(backend is not None and backend.is_available())
 
 
-PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:

@@ -20,7 +20,7 @@ import weakref
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -33,9 +33,10 @@ from torch import nn
 from gan.checkpoint import atomic_torch_save
 from gan.data.patches import PatchPairs, add_noise
 from gan.errors import first_line
-from gan.losses import GeneratorLoss, LossWeights, adversarial_d_loss
+from gan.config import LossWeights, Params, TrainConfig
+from gan.losses import GeneratorLoss, adversarial_d_loss
 from gan.metrics import mean_finite, ms_ssim, psnr
-from gan.networks import GENERATORS, build_discriminator, build_generator
+from gan.networks import build_discriminator, build_generator
 from gan.runtime import describe_device, resolve_device, resolve_precision
 
 # train.* keys that do not change what a training step computes: a checkpoint made with other
@@ -58,35 +59,6 @@ class TrainingDiverged(RuntimeError):
     step and what happened."""
 
 
-class SettingsError(ValueError):
-    """A params value the trainer cannot use; the message names the key."""
-
-
-@dataclass
-class TrainConfig:
-    """params.yaml's ``train`` section, one field per key (RunSpec.TRAIN_KEYS is derived from
-    these fields). No defaults: params.yaml is the one source of the values."""
-
-    steps: int
-    batch_size: int
-    lr_g: float
-    lr_d: float
-    beta1: float
-    beta2: float
-    seed: int
-    device: str  # auto | cpu | cuda
-    log_every: int
-    val_every: int
-    val_patches: int
-    checkpoint_every: int
-    compile: bool
-    gpus: int  # processes under torchrun (GPUs on CUDA; gloo processes on the CPU)
-    precision: str  # auto | fp32 | bf16 (autocast of G, D and VGG19; see Trainer)
-    ema: float  # decay of an exponential moving average of G's weights; 0: none
-    lr_cosine_steps: int  # 0: constant lr; N: both lrs follow a cosine from lr to 0 over N steps
-    input_noise: float  # 0: none; s: Gaussian noise on the phone patches, std uniform in [0, s]
-
-
 @dataclass
 class RunSpec:
     """Everything that defines a training run (its fingerprint decides whether to resume)."""
@@ -101,69 +73,23 @@ class RunSpec:
     train: TrainConfig
     data: str  # fingerprint of the patch set (gan.data.patches.data_fingerprint)
 
-    # params.yaml keys of each section that a run reads (dvc.yaml tracks whole sections).
-    MODEL_KEYS = ("generator", "depth", "base_width", "growth_rate", "layers_per_block",
-                  "global_residual", "guided_radius", "guided_eps", "resnet_width",
-                  "resnet_blocks", "d_width", "d_layers", "d_input")
-    LOSS_KEYS = ("perceptual", "adversarial", "msssim", "pixel", "color", "tone", "texture",
-                 "vgg_weights", "distance", "msssim_win")
-    TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig))
+    @staticmethod
+    def sections(params: Params) -> dict[str, dict[str, Any]]:
+        """The ``model``, ``loss`` and ``train`` sections of params.yaml, key by key as
+        they are there (what a model's provenance records)."""
+        return {"model": asdict(params.model), "loss": asdict(params.loss),
+                "train": asdict(params.train)}
 
     @classmethod
-    def sections(cls, params: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        """The keys a run reads of the ``model``, ``loss`` and ``train`` sections of
-        params.yaml, as they are there (what a model's provenance records).
-        Raises SettingsError naming a missing section or key."""
-        sections = {}
-        for name, keys in (("model", cls.MODEL_KEYS), ("loss", cls.LOSS_KEYS),
-                           ("train", cls.TRAIN_KEYS)):
-            values = params.get(name)
-            if not isinstance(values, dict):
-                raise SettingsError(f"section {name!r} is missing or not a mapping")
-            missing = [k for k in keys if k not in values]
-            if missing:
-                raise SettingsError(f"{name} lacks {', '.join(missing)}")
-            sections[name] = {k: values[k] for k in keys}
-        return sections
-
-    @classmethod
-    def from_params(cls, params: dict[str, dict[str, Any]], data: str) -> RunSpec:
-        """The run that the ``model``, ``loss`` and ``train`` sections of params.yaml describe
-        (flat keys -> the library's configs); ``data`` is the patch set's fingerprint.
-        Raises SettingsError naming the key of a missing or unusable value."""
-        sections = cls.sections(params)
-        m, loss, t = sections["model"], sections["loss"], sections["train"]
-        if m["generator"] not in GENERATORS:
-            raise SettingsError(f"model.generator must be one of {', '.join(GENERATORS)}, "
-                                f"got {m['generator']!r}")
-        if m["generator"] == "dense_unet":
-            generator_config = {k: m[k] for k in ("depth", "base_width", "growth_rate",
-                                                 "layers_per_block", "global_residual",
-                                                 "guided_radius", "guided_eps")}
-        else:
-            generator_config = {"width": m["resnet_width"], "blocks": m["resnet_blocks"]}
-        train = TrainConfig(**t)
-        for key in ("steps", "batch_size", "log_every", "val_every", "val_patches",
-                    "checkpoint_every", "gpus"):
-            if int(getattr(train, key)) < 1:
-                raise SettingsError(f"train.{key} must be at least 1, got {getattr(train, key)}")
-        if int(train.lr_cosine_steps) < 0:
-            raise SettingsError(f"train.lr_cosine_steps must be 0 (constant lr) or more, got "
-                                f"{train.lr_cosine_steps}")
-        if float(train.input_noise) < 0.0:
-            raise SettingsError(f"train.input_noise must be 0 (none) or more, got "
-                                f"{train.input_noise}")
-        if not 0.0 <= float(train.ema) < 1.0:
-            raise SettingsError(f"train.ema must be in [0, 1) (0: no average), got {train.ema}")
-        try:
-            weights = LossWeights(**{k: loss[k] for k in LossWeights.__dataclass_fields__})
-        except ValueError as exc:
-            raise SettingsError(f"loss: {exc}") from None
-        return cls(generator=m["generator"], generator_config=generator_config,
-                   discriminator_config={"width": m["d_width"], "layers": m["d_layers"],
-                                         "input": m["d_input"]},
-                   loss=weights, vgg_weights=str(loss["vgg_weights"]), distance=loss["distance"],
-                   msssim_win=int(loss["msssim_win"]), train=train, data=data)
+    def from_params(cls, params: Params, data: str) -> RunSpec:
+        """The run that the ``model``, ``loss`` and ``train`` sections describe (flat keys ->
+        the library's configs); ``data`` is the patch set's fingerprint. The sections were
+        checked when they were built (gan.config)."""
+        model, loss = params.model, params.loss
+        return cls(generator=model.generator, generator_config=model.generator_args(),
+                   discriminator_config=model.discriminator_args(), loss=loss.weights(),
+                   vgg_weights=loss.vgg_weights, distance=loss.distance,
+                   msssim_win=loss.msssim_win, train=params.train, data=data)
 
     def settings(self) -> dict[str, Any]:
         """What decides the result of the run, as flat ``section.key`` entries: the networks,

@@ -26,7 +26,8 @@ import numpy as np
 import simplejpeg
 from PIL import Image, UnidentifiedImageError
 
-PHONES = ("iphone", "blackberry", "sony")
+from gan.config import PHONES
+
 DSLR = "canon"
 SPLIT_FOLDERS = {"train": "training_data/", "test": "test_data/patches/"}
 FULL_SIZE_FOLDER = "test_data/full_size_test_images/"

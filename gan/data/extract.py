@@ -15,13 +15,13 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from gan.config import ExtractConfig
 from gan.data.align import align_pairs
 from gan.data.dped import DpedLayout, DpedSource, Pair, decode_patch
 from gan.data.npyio import NpyAppender
@@ -33,37 +33,6 @@ REASONS = ("ok", "missing_phone", "missing_dslr", "unreadable_phone", "unreadabl
            "wrong_size", "flat", "low_ncc")
 SIDES = ("phone", "dslr")
 CHUNK = 256  # pairs per task: large enough to vectorise the alignment, small enough to stay lean
-
-
-@dataclass(frozen=True)
-class ExtractConfig:
-    """params.yaml's ``extract`` section, less ``workers`` (how fast, not what comes out). No
-    defaults: params.yaml is the one source of the values (``from_params``)."""
-
-    crop: int  # side of the aligned training patches
-    patch: int  # side of DPED's patches; both sides of a pair must have it
-    max_shift: int  # largest translation searched, per axis, in pixels
-    min_ncc: float  # pairs whose aligned crops correlate less are dropped
-    subpixel: bool  # also record the sub-pixel shift (crops stay on the integer grid)
-
-    @classmethod
-    def from_params(cls, extract: dict[str, Any]) -> ExtractConfig:
-        """The config from params.yaml's ``extract`` section (other keys are ignored)."""
-        missing = [f.name for f in fields(cls) if f.name not in extract]
-        if missing:
-            raise ValueError(f"extract lacks {', '.join(missing)}")
-        return cls(**{f.name: extract[f.name] for f in fields(cls)})
-
-    def __post_init__(self) -> None:
-        margin = (self.patch - self.crop) // 2
-        if self.crop <= 0 or self.crop > self.patch:
-            raise ValueError(f"extract.crop {self.crop} must lie in 1..{self.patch}")
-        if not 0 <= self.max_shift <= margin:
-            raise ValueError(f"extract.max_shift {self.max_shift} must lie in 0..{margin}: a "
-                             f"{self.crop}px crop of a {self.patch}px patch leaves a {margin}px "
-                             "margin to shift into")
-        if not -1.0 <= self.min_ncc <= 1.0:
-            raise ValueError(f"extract.min_ncc {self.min_ncc} must lie in -1..1")
 
 
 @dataclass

@@ -28,12 +28,13 @@ from typing import Sequence
 
 from tqdm import tqdm
 
+from gan.config import (PIRM_PHONE, SHOWN_RANGES, SplitError, check_disjoint, count_indices,
+                        format_indices)
 from gan.data.archive import _new_zip, _write_entry
 from gan.data.dped import DSLR, FULL_SIZE_FOLDER, SPLIT_FOLDERS, DpedSource, LayoutError, _natural_key
-from gan.data.splits import _SHOWN_RANGES, SplitError, _check_disjoint, _count, format_indices
 from gan.fsio import atomic_path
 
-PHONE = "iphone"  # PIRM's DPED track has iPhone pairs only
+PHONE = PIRM_PHONE  # PIRM's DPED track has iPhone pairs only
 ROOT = f"dped/{PHONE}/"  # where the normalised zip puts them, as the DPED release does
 EXPECTED = ("<anything>/dped/patches/iphone/N.jpg beside <anything>/dped/patches/canon/N.jpg "
             "(and full-size photos in <anything>/dped/HD_res/*.png)")
@@ -116,8 +117,8 @@ def check_split(layout: PirmLayout, train: Sequence[int], test: Sequence[int], w
                 keys: tuple[str, str] = ("data.pirm_train", "data.pirm_test")) -> None:
     """Both splits non-empty and disjoint, and every index a pair of the source: the absent ones
     are named (abbreviated)."""
-    _check_disjoint(train, test, keys)
-    have = format_indices(layout.pairs, _SHOWN_RANGES)
+    check_disjoint(train, test, keys)
+    have = format_indices(layout.pairs, SHOWN_RANGES)
     for key, indices in zip(keys, (train, test)):
         absent = [i for i in indices if i not in layout.pairs]
         if not absent:
@@ -125,10 +126,10 @@ def check_split(layout: PirmLayout, train: Sequence[int], test: Sequence[int], w
         one_sided = [i for i in absent if i in layout.one_sided]
         detail = ""
         if one_sided:
-            detail = (f"; of these, {format_indices(one_sided, _SHOWN_RANGES)} "
+            detail = (f"; of these, {format_indices(one_sided, SHOWN_RANGES)} "
                       f"{'has' if len(one_sided) == 1 else 'have'} one side only")
-        raise SplitError(f"{key} names {_count(indices)}; {where} has no pair for "
-                         f"{len(absent)} of them: {format_indices(absent, _SHOWN_RANGES)}{detail}; "
+        raise SplitError(f"{key} names {count_indices(indices)}; {where} has no pair for "
+                         f"{len(absent)} of them: {format_indices(absent, SHOWN_RANGES)}{detail}; "
                          f"the pairs it has are {have}")
 
 
