@@ -1,4 +1,6 @@
-"""Shared plumbing of the stage commands: params.yaml, atomic file writes, progress bars."""
+"""Shared plumbing of the stage commands: atomic file writes, JSON, one-line failures.
+
+params.yaml is read by stages.params."""
 
 from __future__ import annotations
 
@@ -9,71 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from gan.fsio import write_bytes, write_text
 
-__all__ = ["PARAMS", "ParamsError", "fail", "load_params", "pick", "reports_write_errors",
-           "section", "write_bytes", "write_json", "write_text"]
-
-PARAMS = Path("params.yaml")
-
-
-class ParamsError(ValueError):
-    """params.yaml is missing, unreadable, lacks a key a stage needs, or holds a value the
-    schema (stages.params) refuses. The message is one line naming the file and the key."""
-
-
-def load_params(path: Path = PARAMS) -> dict[str, Any]:
-    """The whole params file as a dict, validated against stages.params.SCHEMA (every section,
-    not only the caller's) and with its values normalised ('1e-4' -> 0.0001), so that a bad
-    value stops any stage before it works. Errors are one line naming the file and the key.
-
-    The result is a plain dict built by the validation: whatever wraps it afterwards (the
-    params-tracking test in tests/test_dvc_workflow.py) sees only what the stage reads."""
-    from stages.params import validate
-
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise ParamsError(f"{path}: cannot read the params file ({exc.strerror}); run the stage "
-                          "from the project root or pass --params") from None
-    except UnicodeDecodeError as exc:
-        raise ParamsError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    try:
-        params = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
-    if not isinstance(params, dict):
-        raise ParamsError(f"{path}: expected a mapping of sections, found {type(params).__name__}")
-    return validate(params, path)
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    """PyYAML's multi-line message as one line: the problem and where it is."""
-    problem = getattr(exc, "problem", None)
-    mark = getattr(exc, "problem_mark", None)
-    if problem and mark is not None:
-        text = f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
-    else:
-        text = str(exc)
-    return " ".join(text.split())
-
-
-def section(params: dict[str, Any], name: str, path: Path = PARAMS) -> dict[str, Any]:
-    """One section of params.yaml (e.g. 'data'), which must exist and be a mapping."""
-    value = params.get(name)
-    if not isinstance(value, dict):
-        raise ParamsError(f"{path}: section {name!r} is missing or not a mapping")
-    return value
-
-
-def pick(values: dict[str, Any], keys: tuple[str, ...], where: str) -> dict[str, Any]:
-    """The given keys of a params section; a missing one is an error naming it."""
-    missing = [k for k in keys if k not in values]
-    if missing:
-        raise ParamsError(f"params.yaml: {where} lacks {', '.join(missing)}")
-    return {k: values[k] for k in keys}
+__all__ = ["fail", "reports_write_errors", "write_bytes", "write_json", "write_text"]
 
 
 def write_json(path: Path, data: Any) -> None:

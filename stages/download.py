@@ -14,11 +14,9 @@ from pathlib import Path
 
 import typer
 
-from stages.common import (PARAMS, ParamsError, fail, load_params, pick, reports_write_errors,
-                           section, write_json)
-
-KEYS = ("source", "phone", "urls", "sha256", "archive", "retries", "seed", "sample_train_pairs",
-        "sample_test_pairs", "pirm_urls", "pirm_train", "pirm_test")
+from gan.config import DataConfig
+from stages.common import fail, reports_write_errors, write_json
+from stages.params import PARAMS, ParamsError, load_params
 SAMPLE_ORIGIN = "scikit-image bundled photos through a simulated phone camera (gan/data/sample.py)"
 
 
@@ -37,64 +35,55 @@ def main(
     from gan.data.archive import ArchiveError, UnsafeArchiveError
     from gan.data.dped import LayoutError
     from gan.data.fetch import DownloadError
-    from gan.data.splits import SplitError
-
+    from gan.config import SplitError
     from gan.fsio import atomic_path
 
     dest = out / "dped.zip"
     try:
-        cfg = pick(section(load_params(params), "data", params), KEYS, "data")
+        cfg = load_params(params).data  # checked there: the source, counts, pin, PIRM split
         builders = {"sample": build_sample, "dped": fetch_dped, "pirm": fetch_pirm}
-        if cfg["source"] not in builders:
-            raise ParamsError("data.source must be 'sample', 'dped' or 'pirm', "
-                              f"got {cfg['source']!r}")
         # Validate first, replace last: the new archive is built beside the old one and takes
         # its place only once its layout has been checked, so a failed run keeps a good
         # data/raw/dped.zip.
         with atomic_path(dest) as staging:
-            info = builders[cfg["source"]](cfg, staging, downloads, progress)
-            info.update(describe(staging, cfg["phone"]))
+            info = builders[cfg.source](cfg, staging, downloads, progress)
+            info.update(describe(staging, cfg.phone))
         info["archive"] = str(dest)
         write_json(record, info)
     except (ParamsError, DownloadError, ArchiveError, UnsafeArchiveError, LayoutError, SplitError,
-            FileNotFoundError, ValueError) as exc:  # ValueError: a malformed data.sha256 pin
+            FileNotFoundError, ValueError) as exc:
         fail(str(exc))
     typer.echo(f"{dest}: {info['pairs']['train']} training and {info['pairs']['test']} test pairs, "
                f"{info['full_size']} full-size photos (sha256 {info['sha256'][:12]}...)")
 
 
-def build_sample(cfg: dict, dest: Path, downloads: Path, progress: bool) -> dict:
+def build_sample(cfg: DataConfig, dest: Path, downloads: Path, progress: bool) -> dict:
     from tqdm import tqdm
 
     from gan.data.sample import write_sample_zip
     from gan.fsio import sha256_of
 
-    train, test = int(cfg["sample_train_pairs"]), int(cfg["sample_test_pairs"])
-    if train < 1 or test < 1:
-        raise ParamsError("data.sample_train_pairs and data.sample_test_pairs must be positive")
+    train, test = cfg.sample_train_pairs, cfg.sample_test_pairs
     with tqdm(total=train + test, unit="pair", desc="sample", disable=not progress) as bar:
-        write_sample_zip(dest, cfg["phone"], train, test, int(cfg["seed"]),
-                         on_pair=lambda: bar.update())
-    return {"source": "sample", "origin": SAMPLE_ORIGIN, "seed": int(cfg["seed"]),
+        write_sample_zip(dest, cfg.phone, train, test, cfg.seed, on_pair=lambda: bar.update())
+    return {"source": "sample", "origin": SAMPLE_ORIGIN, "seed": cfg.seed,
             "sha256": sha256_of(dest)}
 
 
-def fetch_dped(cfg: dict, dest: Path, downloads: Path, progress: bool) -> dict:
+def fetch_dped(cfg: DataConfig, dest: Path, downloads: Path, progress: bool) -> dict:
     from gan.data.archive import archive_kind, check_zip, to_zip
     from gan.data.fetch import download
     from gan.fsio import sha256_of
 
-    pin = (cfg["sha256"] or "").strip().lower() or None
-    if cfg["archive"]:
-        local, digest = local_copy(cfg["archive"], pin, "DPED")
+    if cfg.archive:
+        local, digest = local_copy(cfg.archive, cfg.sha256, "DPED")
         to_zip(local, dest, progress=progress)
         return {"source": "dped", "origin": str(local.resolve()),
                 "sha256": digest or sha256_of(dest),
                 "sha256_of": "archive" if digest else "zip repacked from the folder"}
 
-    urls = [str(u) for u in (cfg["urls"] or [])]
-    fetched = download(urls, downloads / "dped", part_dir=downloads, sha256=pin,
-                       retries=int(cfg["retries"]), progress=progress)
+    fetched = download(cfg.urls, downloads / "dped", part_dir=downloads, sha256=cfg.sha256,
+                       retries=cfg.retries, progress=progress)
     try:
         if archive_kind(fetched.path) == "zip":
             check_zip(fetched.path)
@@ -107,27 +96,22 @@ def fetch_dped(cfg: dict, dest: Path, downloads: Path, progress: bool) -> dict:
             "sha256_of": "archive"}
 
 
-def fetch_pirm(cfg: dict, dest: Path, downloads: Path, progress: bool) -> dict:
+def fetch_pirm(cfg: DataConfig, dest: Path, downloads: Path, progress: bool) -> dict:
     """PIRM 2018's DPED iPhone pairs (the ai-challenge repository, from data.pirm_urls or the
     copy at data.archive), split by PIRM index as data.pirm_train / data.pirm_test say."""
     from gan.data.archive import archive_kind, check_zip, to_zip
     from gan.data.fetch import download
-    from gan.data.pirm import PHONE, normalise
-    from gan.data.splits import format_indices, parse_split
+    from gan.config import format_indices, parse_split
+    from gan.data.pirm import normalise
     from gan.fsio import sha256_of
 
-    if cfg["phone"] != PHONE:
-        raise ParamsError(f"data.phone is {cfg['phone']!r}, but data.source: pirm has {PHONE} pairs "
-                          f"only; set data.phone to {PHONE}")
-    train, test = parse_split(cfg["pirm_train"], cfg["pirm_test"])  # before any download
-    pin = (cfg["sha256"] or "").strip().lower() or None
-    if cfg["archive"]:
-        local, digest = local_copy(cfg["archive"], pin, "ai-challenge repository")
+    train, test = parse_split(cfg.pirm_train, cfg.pirm_test)  # the indices (checked on loading)
+    if cfg.archive:
+        local, digest = local_copy(cfg.archive, cfg.sha256, "ai-challenge repository")
         origin = str(local.resolve())
     else:
-        urls = [str(u) for u in (cfg["pirm_urls"] or [])]
-        fetched = download(urls, downloads / "pirm", part_dir=downloads, sha256=pin,
-                           retries=int(cfg["retries"]), progress=progress)
+        fetched = download(cfg.pirm_urls, downloads / "pirm", part_dir=downloads,
+                           sha256=cfg.sha256, retries=cfg.retries, progress=progress)
         local, digest, origin = fetched.path, fetched.sha256, fetched.url
     try:
         kind = archive_kind(local)
@@ -143,7 +127,7 @@ def fetch_pirm(cfg: dict, dest: Path, downloads: Path, progress: bool) -> dict:
                 check_zip(local)  # a readable zip without unsafe names, said as such
             done = normalise(local, dest, train, test, progress)
     finally:
-        if not cfg["archive"]:
+        if not cfg.archive:
             local.unlink(missing_ok=True)  # the download was complete; only dest is kept
     return {"source": "pirm", "origin": origin, "sha256": digest or sha256_of(dest),
             "sha256_of": "archive" if digest else "zip normalised from the folder",
@@ -154,13 +138,13 @@ def fetch_pirm(cfg: dict, dest: Path, downloads: Path, progress: bool) -> dict:
             "pirm_full_size": done.full_size}
 
 
-def local_copy(archive: object, pin: str | None, what: str) -> tuple[Path, str | None]:
+def local_copy(archive: str, pin: str | None, what: str) -> tuple[Path, str | None]:
     """data.archive as a path that exists, and its sha256 when it is a file (checked against the
     pin); a folder has no digest of its own."""
     from gan.data.fetch import DownloadError
     from gan.fsio import sha256_of
 
-    local = Path(os.path.expanduser(str(archive)))
+    local = Path(os.path.expanduser(archive))
     if not local.exists():
         raise FileNotFoundError(f"data.archive: {local} does not exist (give a zip, tar, "
                                 f"tar.gz or an extracted {what} folder)")

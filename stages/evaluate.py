@@ -22,11 +22,8 @@ from pathlib import Path
 
 import typer
 
-from stages.common import (PARAMS, ParamsError, fail, load_params, pick, reports_write_errors,
-                           section, write_json, write_text)
-
-KEYS = ("extra_models", "device", "batch_size", "saved_patches", "saved_photos",
-        "clhe_white_balance")
+from stages.common import fail, reports_write_errors, write_json, write_text
+from stages.params import PARAMS, ParamsError, load_params
 
 
 @reports_write_errors
@@ -55,14 +52,15 @@ def main(
 
     try:
         all_params = load_params(params)
-        phone_name = pick(section(all_params, "data", params), ("phone",), "data")["phone"]
-        cfg = pick(section(all_params, "evaluate", params), KEYS, "evaluate")
-        device = resolve_device(cfg["device"])
+        phone_name, cfg = all_params.data.phone, all_params.evaluate
+        # the settings, taken before any work
+        batch_size, saved, saved_photos = cfg.batch_size, cfg.saved_patches, cfg.saved_photos
+        device = resolve_device(cfg.device)
         keep_freed_memory()  # batches and tiles allocate the same large blocks again and again
-        methods = [identity_method(), *baseline_methods(bool(cfg["clhe_white_balance"]))]
-        for name, path in model_paths(model, cfg["extra_models"]).items():
+        methods = [identity_method(), *baseline_methods(cfg.clhe_white_balance)]
+        for name, path in model_paths(model, cfg.extra_models).items():
             generator = load_generator(path, device)
-            methods.append(Method(name, generator_method(generator, device, int(cfg["batch_size"])),
+            methods.append(Method(name, generator_method(generator, device, batch_size),
                                   photo=generator_photo(generator, device)))
         # Both geometries are read a chunk at a time while they are scored (memory flat in the
         # number of pairs); what can be checked before that is checked here.
@@ -75,7 +73,6 @@ def main(
 
     summary: dict[str, dict] = {}
     tables = []
-    saved = int(cfg["saved_patches"])
     samples = out / "patches"
     with tqdm(total=sum(counts.values()), desc="evaluate", unit="pair",
               disable=not progress) as bar:
@@ -99,7 +96,7 @@ def main(
 
     photos = sorted((patches / "full_size").glob("*"))
     loe, niqe, speed = full_size_scores(methods[1:], photos, out / "full_size",
-                                        int(cfg["saved_photos"]), progress)
+                                        saved_photos, progress)
     report = {**summary, "loe": loe, "niqe": niqe, "seconds_per_mp": speed,
               "methods": [m.name for m in methods], "full_size_photos": len(photos)}
     write_json(metrics, report)

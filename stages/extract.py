@@ -6,8 +6,9 @@ from pathlib import Path
 
 import typer
 
-from stages.common import (PARAMS, ParamsError, fail, load_params, pick, reports_write_errors,
-                           section, write_json, write_text)
+from stages.common import fail, reports_write_errors, write_json, write_text
+from stages.params import PARAMS, ParamsError, load_params
+
 
 @reports_write_errors
 def main(
@@ -22,15 +23,12 @@ def main(
     from tqdm import tqdm
 
     from gan.data.dped import DpedSource, LayoutError, find_layout
-    from gan.data.extract import ExtractConfig, extract, rows_table
+    from gan.data.extract import extract, rows_table
     from gan.fsio import atomic_folder
 
     try:
         all_params = load_params(params)
-        phone = pick(section(all_params, "data", params), ("phone",), "data")["phone"]
-        values = section(all_params, "extract", params)
-        workers = int(pick(values, ("workers",), "extract")["workers"])
-        cfg = ExtractConfig.from_params(values)
+        phone, cfg = all_params.data.phone, all_params.extract
         with DpedSource(raw) as source:
             layout = find_layout(source.names(), phone)
     except (ParamsError, LayoutError, FileNotFoundError, ValueError) as exc:
@@ -41,7 +39,7 @@ def main(
     total = sum(len(p) for p in layout.pairs.values())
     with atomic_folder(out) as staging:
         with tqdm(total=total, unit="pair", desc="extract", disable=not progress) as bar:
-            summary = extract(raw, layout, staging, cfg, workers=workers,
+            summary = extract(raw, layout, staging, cfg, workers=cfg.workers,
                               on_progress=bar.update)
         table = pd.DataFrame(rows_table(summary.rows)).to_csv(index=False)
         report = summary.metrics()

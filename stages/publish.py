@@ -12,11 +12,13 @@ the registry entry carries the sha256 that enhance checks on every load.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import typer
 
-from stages.common import load_params, reports_write_errors
+from stages.common import reports_write_errors
+from stages.params import load_params
 
 
 @reports_write_errors
@@ -65,7 +67,8 @@ def main(
             raise ValueError(f"{cv_metrics}: no 'ours' figures (a cross-validation summary of "
                              "bench/small_data.py --cv?)")
         trained = trained_pairs(record, all_pairs) if record else None
-        settings = load_params(run_params) if run_params is not None else None
+        settings = ({"extract": asdict(load_params(run_params).extract)}
+                    if run_params is not None else None)
         card = model_card(name, checkpoint, train, raw, text, command, cv=cv,
                           all_pairs=all_pairs, trained_pairs=trained, run_params=settings,
                           full_size={k: evaluation[k] for k in ("niqe", "loe")

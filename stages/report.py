@@ -8,10 +8,9 @@ from pathlib import Path
 
 import typer
 
-from stages.common import (PARAMS, ParamsError, fail, load_params, pick, reports_write_errors,
-                           section, write_bytes, write_text)
+from stages.common import fail, reports_write_errors, write_bytes, write_text
+from stages.params import PARAMS, ParamsError, load_params
 
-KEYS = ("patches", "crop", "dpi")
 FIGURES = {  # file name -> caption (the paper's figure it mirrors)
     "patches.png": "Test patches: input | ours | NPEA | CLHE | DSLR, PSNR under each "
                    "(the paper's Figure 3)",
@@ -41,7 +40,8 @@ def main(
     from gan.evaluation.report import full_size_comparisons, render
 
     try:
-        cfg = pick(section(load_params(params), "report", params), KEYS, "report")
+        cfg = load_params(params).report
+        rows, crop, dpi = cfg.patches, cfg.crop, cfg.dpi  # the settings, taken before any work
         report = json.loads(metrics.read_text())
         samples = eval_dir / "patches"
         methods = report["methods"]
@@ -57,10 +57,9 @@ def main(
 
     raw = table[table["geometry"] == "raw"].set_index(["method", "index"])["psnr"]
     psnr = {m: np.array([raw[(m, i)] for i in indices]) for m in methods}
-    dpi = int(cfg["dpi"])
     rendered = {
-        "patches.png": png_bytes(patch_grid(images, psnr, int(cfg["patches"])), dpi),
-        "full_size.png": png_bytes(full_size_figure(photos, int(cfg["crop"])), dpi),
+        "patches.png": png_bytes(patch_grid(images, psnr, rows), dpi),
+        "full_size.png": png_bytes(full_size_figure(photos, crop), dpi),
         "scores.png": png_bytes(score_bars({g: report[g] for g in ("aligned", "raw")}), dpi),
         "training.png": png_bytes(training_curves({c: losses[c].to_numpy() for c in losses},
                                                   {c: validation[c].to_numpy() for c in validation}),

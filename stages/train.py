@@ -18,8 +18,8 @@ from typing import Any
 
 import typer
 
-from stages.common import (PARAMS, ParamsError, fail, load_params, reports_write_errors,
-                           write_json, write_text)
+from stages.common import fail, reports_write_errors, write_json, write_text
+from stages.params import PARAMS, ParamsError, load_params
 
 
 # A generator this far below the input on validation is not written without --accept-worse;
@@ -51,11 +51,9 @@ def main(
         all_params = load_params(params)
         spec = RunSpec.from_params(all_params,
                                    data_fingerprint(data) if data.exists() else "missing")
+        spec_params = RunSpec.sections(all_params)  # the model's provenance
     except ParamsError as exc:
         fail(str(exc))
-    except (ValueError, TypeError) as exc:
-        fail(f"{params}: {exc}")
-    spec_params = RunSpec.sections(all_params)  # checked by from_params: cannot fail here
 
     if spec.train.gpus > 1 and "WORLD_SIZE" not in os.environ:
         raise typer.Exit(relaunch_under_torchrun(spec.train.gpus, [
