@@ -27,8 +27,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from gan.config import ExtractConfig, Params  # noqa: E402
 from gan.data.dped import DpedSource, decode_patch, find_layout  # noqa: E402
-from gan.data.extract import ExtractConfig, extract  # noqa: E402
+from gan.data.extract import extract  # noqa: E402
 from gan.data.patches import PatchPairs, data_fingerprint, to_tensor  # noqa: E402
 from gan.metrics import mean_finite, ms_ssim, psnr  # noqa: E402
 from gan.networks import macs_per_pixel  # noqa: E402
@@ -64,8 +65,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, DpedSource(DPED_MINI) as source:
         work = Path(tmp)
         layout = find_layout(source.names(), "iphone")
-        settings = ExtractConfig.from_params(
-            yaml.safe_load((ROOT / "params.yaml").read_text())["extract"])
+        settings = ExtractConfig(**yaml.safe_load((ROOT / "params.yaml").read_text())["extract"])
         summary = extract(DPED_MINI, layout, work / "patches", settings, workers=2)
         print(f"extract: kept {summary.kept}")
         raw_phone = to_tensor(np.stack([decode_patch(source.read(p.phone))
@@ -82,7 +82,7 @@ def main() -> None:
             values["model"]["generator"] = kind
             values["train"].update(steps=args.steps, val_every=args.steps,
                                    checkpoint_every=args.steps, val_patches=len(test))
-            spec = RunSpec.from_params(values, data_fingerprint(work / "patches"))
+            spec = RunSpec.from_params(Params.from_dict(values), data_fingerprint(work / "patches"))
             trainer = Trainer(spec, work / "patches", work / f"{kind}.pt", Dist())
             started = time.perf_counter()
             trainer.fit()

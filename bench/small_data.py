@@ -38,8 +38,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from gan.config import ExtractConfig, Params  # noqa: E402
 from gan.data.dped import DpedSource, decode_patch, find_layout  # noqa: E402
-from gan.data.extract import ExtractConfig, extract, rows_table  # noqa: E402
+from gan.data.extract import extract, rows_table  # noqa: E402
 from gan.data.patches import data_fingerprint, to_tensor  # noqa: E402
 from gan.look import look_stats, look_summary  # noqa: E402
 from gan.metrics import mean_finite, ms_ssim, psnr  # noqa: E402
@@ -82,7 +83,7 @@ def prepare(work: Path, extract_params: dict) -> None:
                 raw = np.stack([decode_patch(source.read(getattr(p, side))) for p in pairs])
                 np.save(work / f"raw_{split}_{side}.npy", raw)
             np.save(work / f"raw_{split}_index.npy", np.array([p.index for p in pairs]))
-    settings = ExtractConfig.from_params(extract_params)
+    settings = ExtractConfig(**extract_params)
     summary = extract(DPED_MINI, layout, work / "full", settings, workers=2)
     table = pd.DataFrame(rows_table(summary.rows))
     (work / "full" / "pairs.csv").write_text(table.to_csv(index=False))
@@ -211,7 +212,7 @@ def train(params: dict, data: Path, seed: int, steps: int, minutes: float | None
     params = copy.deepcopy(params)
     params["train"]["seed"] = seed
     params["train"].update(val_every=10**9, log_every=10**9)
-    spec = RunSpec.from_params(params, data_fingerprint(data))
+    spec = RunSpec.from_params(Params.from_dict(params), data_fingerprint(data))
     trainer = Trainer(spec, data, data / "unused.pt", Dist())
     started = time.perf_counter()
     while trainer.step < steps:

@@ -41,8 +41,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from gan.config import ExtractConfig, Params  # noqa: E402
 from gan.data.dped import DpedSource, find_layout  # noqa: E402
-from gan.data.extract import ExtractConfig, extract  # noqa: E402
+from gan.data.extract import extract  # noqa: E402
 from gan.data.patches import data_fingerprint  # noqa: E402
 from gan.data.sample import write_sample_zip  # noqa: E402
 from gan.runtime import cpu_has_native_bf16, keep_freed_memory  # noqa: E402
@@ -67,7 +68,7 @@ def spec(data: str, **train) -> RunSpec:
     if generator:
         values["model"]["generator"] = generator
     values["train"].update(train)
-    return RunSpec.from_params(values, data)
+    return RunSpec.from_params(Params.from_dict(values), data)
 
 
 def measure(kind: str, batch: int, device: str, precision: str, compile_: bool, steps: int,
@@ -160,8 +161,7 @@ def real_patches(folder: Path) -> str:
         write_sample_zip(source, "iphone", train_pairs=400, test_pairs=80, seed=0)
     with DpedSource(source) as opened:
         layout = find_layout(opened.names(), "iphone")
-    settings = ExtractConfig.from_params(
-        yaml.safe_load((ROOT / "params.yaml").read_text())["extract"])
+    settings = ExtractConfig(**yaml.safe_load((ROOT / "params.yaml").read_text())["extract"])
     summary = extract(source, layout, folder, settings, workers=1)
     return f"{what}: {summary.kept} aligned pairs"
 

@@ -25,10 +25,10 @@ def extract_config(**changes):
     """params.yaml's extract settings (the one source of their values), with ``changes``."""
     import yaml
 
-    from gan.data.extract import ExtractConfig
+    from gan.config import ExtractConfig
 
     values = yaml.safe_load((ROOT / "params.yaml").read_text())["extract"]
-    return ExtractConfig.from_params({**values, **changes})
+    return ExtractConfig(**{**values, **changes})
 DPED_MINI = ROOT.parent / "shared" / "dped-mini"
 
 

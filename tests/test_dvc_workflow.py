@@ -17,6 +17,7 @@ machine, and the results are the same.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import hashlib
 import json
 import re
@@ -370,42 +371,66 @@ def test_each_stage_depends_on_exactly_the_code_it_imports(stage):
     assert sorted(listed - code) == [], "a dep it does not import: an edit reruns it for nothing"
 
 
-class _Reads(dict):
-    """A params mapping that records the 'section.key' names read from it."""
+def _recording(config, log: set[str]):
+    """A copy of a section config (gan.config) that records each field a stage reads as
+    'section.key': an instance of a subclass, so isinstance, methods and dataclasses.asdict
+    (which reads every field: a stage recording a whole section reads all of it) behave."""
+    names = {f.name for f in dataclasses.fields(config)}
+    section = config.SECTION
 
-    def __init__(self, data: dict, log: set[str], prefix: str = ""):
-        super().__init__(data)
-        self.log, self.prefix = log, prefix
+    class Recording(type(config)):
+        def __getattribute__(self, name):
+            if name in names:
+                log.add(f"{section}.{name}")
+            return super().__getattribute__(name)
 
-    def _wrap(self, key, value):
-        name = self.prefix + str(key)
-        if isinstance(value, dict):
-            return _Reads(value, self.log, name + ".")
-        self.log.add(name)
-        return value
+    copy = object.__new__(Recording)
+    copy.__dict__.update(vars(config))  # no __init__: the checks would read every field
+    return copy
 
-    def __getitem__(self, key):
-        return self._wrap(key, super().__getitem__(key))
 
-    def get(self, key, default=None):
-        return self._wrap(key, super().get(key, default)) if key in self else default
+def _reads(params, log: set[str]):
+    """The loaded params (stages.params.LoadedParams) with each present section recording."""
+    copy = object.__new__(type(params))
+    copy.__dict__.update({name: value if value is None else _recording(value, log)
+                          for name, value in vars(params).items() if name != "path"},
+                         path=vars(params)["path"])
+    return copy
+
+
+# The download stage reads the data keys of its data.source only, so its reads are the union of
+# one run per source (each stopped after reading: a missing archive, a mirror that refuses the
+# connection, a sample builder that fails on its first call).
+UNREACHABLE = ["http://127.0.0.1:9/dped.zip"]  # the discard port: connection refused at once
+DOWNLOAD_RUNS = [{"source": "dped", "archive": "{missing}"},
+                 {"source": "dped", "archive": None, "urls": UNREACHABLE, "retries": 0},
+                 {"source": "pirm", "archive": "{missing}"},
+                 {"source": "pirm", "archive": None, "pirm_urls": UNREACHABLE, "retries": 0},
+                 {"source": "sample"}]
+
+
+def _stop_the_sample(*args, **kwargs):
+    raise FileNotFoundError("stopped after the params were read")
 
 
 def params_read_by(stage: str, tmp_path: Path, monkeypatch) -> set[str]:
     """The params keys the stage's command reads, recorded by running it until just after it has
     read them (each run is made to stop there by a missing input: not by an invalid value,
-    which load_params refuses before the stage reads anything). load_params validates the
-    whole file on a plain dict; the recording wrapper sees only what the stage then reads."""
+    which load_params refuses before the stage reads anything). load_params checks the whole
+    file; the recording copy of its sections sees only what the stage then reads. The extract
+    stage hands its section to the extraction whole, so it runs on a tiny sample archive, in
+    one process (a recording copy does not pickle)."""
     from typer.testing import CliRunner
 
-    import stages.common
+    import gan.data.sample
+    import stages.params
     from stages.app import app
 
     module = __import__(f"stages.{stage}", fromlist=["main"])
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
     missing = str(tmp_path / "missing")
     args = {
-        "download": ["--out", str(tmp_path / "raw"), "--record", str(tmp_path / "source.json")],
+        "download": ["--out", str(tmp_path / "raw"), "--record", str(tmp_path / "source.json"),
+                     "--downloads", str(tmp_path / "downloads"), "--no-progress"],
         "extract": ["--raw", missing, "--out", str(tmp_path / "patches"),
                     "--metrics", str(tmp_path / "extract.json")],
         "train": ["--data", missing, "--model", str(tmp_path / "g.pt")],
@@ -413,15 +438,22 @@ def params_read_by(stage: str, tmp_path: Path, monkeypatch) -> set[str]:
                      str(tmp_path / "eval.json")],
         "report": ["--metrics", missing],
     }[stage]
-    if stage == "download":  # read with the rest, then the archive is not found
-        params["data"].update(source="dped", archive=missing)
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(params))
+    if stage == "extract":
+        args[1] = str(tmp_path / "tiny.zip")
+        gan.data.sample.write_sample_zip(args[1], "iphone", train_pairs=2, test_pairs=1, seed=0)
+    monkeypatch.setattr(gan.data.sample, "write_sample_zip", _stop_the_sample)
     log: set[str] = set()
-    monkeypatch.setattr(module, "load_params",
-                        lambda p=path: _Reads(stages.common.load_params(p), log))
-    result = CliRunner().invoke(app, [stage, "--params", str(path), *args])
-    assert result.exit_code != 0  # it stopped where it was made to, after reading its params
+    for changes in DOWNLOAD_RUNS if stage == "download" else [{}]:
+        params = yaml.safe_load((ROOT / "params.yaml").read_text())
+        params["data"].update({k: missing if v == "{missing}" else v for k, v in changes.items()})
+        params["extract"]["workers"] = 1
+        path = tmp_path / "params.yaml"
+        path.write_text(yaml.safe_dump(params))
+        monkeypatch.setattr(module, "load_params",
+                            lambda p=path: _reads(stages.params.load_params(p), log))
+        result = CliRunner().invoke(app, [stage, "--params", str(path), *args])
+        assert result.exit_code != 0 or stage == "extract", changes  # it stopped there
+        assert "Traceback" not in result.output and "must be" not in result.output, result.output
     return log
 
 

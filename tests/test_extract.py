@@ -7,9 +7,10 @@ import yaml
 from typer.testing import CliRunner
 
 from gan.data.dped import DpedSource, find_layout
-from gan.data.extract import ExtractConfig, extract
+from gan.data.extract import extract
 from gan.data.sample import write_sample_zip
 from stages.app import app
+from stages.params import ParamsError, load_params, params_from_dict
 from tests.conftest import (ROOT, extract_config, jpeg, shifted_pair, temporaries, textured,
                             write_dped_zip)
 
@@ -115,7 +116,8 @@ def test_bad_files_are_counted_and_named_not_fatal(damaged_zip, tmp_path):
 def write_params(path, **extract_values):
     values = {"patch": 100, "crop": 96, "max_shift": 2, "min_ncc": 0.5, "subpixel": True,
               "workers": 1, **extract_values}
-    path.write_text(yaml.safe_dump({"data": {"phone": "iphone"}, "extract": values}))
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())["data"]  # a section is whole
+    path.write_text(yaml.safe_dump({"data": data, "extract": values}))
     return path
 
 
@@ -178,7 +180,7 @@ def test_stage_refuses_a_shift_the_margin_cannot_hold(damaged_zip, tmp_path):
 
 
 def test_extract_settings_come_from_params_and_a_missing_key_is_named():
-    assert extract_config() == ExtractConfig.from_params(
-        yaml.safe_load((ROOT / "params.yaml").read_text())["extract"])
-    with pytest.raises(ValueError, match="extract lacks max_shift, min_ncc"):
-        ExtractConfig.from_params({"crop": 96, "patch": 100, "subpixel": False, "workers": 2})
+    assert extract_config() == load_params(ROOT / "params.yaml").extract
+    with pytest.raises(ParamsError, match=r"^x: extract.max_shift is missing \(an integer"):
+        params_from_dict({"extract": {"crop": 96, "patch": 100, "subpixel": False,
+                                      "workers": 2}}, "x")

@@ -26,7 +26,7 @@ from PIL import Image
 
 from gan.data.dped import DpedSource, LayoutError, find_layout
 from gan.data.pirm import check_split, find_pirm, normalise
-from gan.data.splits import SplitError, format_indices, parse_indices, parse_split
+from gan.config import SplitError, format_indices, parse_indices, parse_split
 from tests.conftest import jpeg, local_http_server, temporaries
 from tests.test_download_stage import run_download
 

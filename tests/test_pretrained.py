@@ -179,10 +179,14 @@ def test_recipes_are_checked_against_params(tmp_path):
     assert set_params_args(recipe) == ["-S", "train.lr_g=0.0005", "-S", 'train.precision="bf16"']
     bad = tmp_path / "bad.yaml"
     bad.write_text("train:\n  lr_gen: 0.1\n")
-    with pytest.raises(RecipeError, match=re.escape("train.lr_gen is not a params.yaml key")):
+    with pytest.raises(RecipeError, match=re.escape(
+            "bad.yaml: train.lr_gen is not a key of the train section; did you mean train.lr_g?")):
         load_recipe(bad, params)
     bad.write_text("optim:\n  lr: 0.1\n")
-    with pytest.raises(RecipeError, match="'optim' is not a params.yaml section"):
+    with pytest.raises(RecipeError, match="optim is not a params.yaml section"):
+        load_recipe(bad, params)
+    bad.write_text("train:\n  ema: 1.5\n")  # a value params.yaml may not hold, as in params.yaml
+    with pytest.raises(RecipeError, match=re.escape("train.ema must be a number in [0, 1)")):
         load_recipe(bad, params)
 
 
