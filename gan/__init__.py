@@ -1,2 +1,3 @@
 """Perceptual photo enhancement with GANs (Que & Lee): the paper at the root (networks, losses,
-train, checkpoint, metrics), data / evaluation / deploy in their own wings."""
+train, checkpoint, metrics; config: params.yaml as typed settings), data / evaluation / deploy
+in their own wings."""

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 
-from gan.config import LOSS_TERMS, LossWeights  # noqa: F401 (LossWeights: GeneratorLoss's)
+from gan.config import LOSS_TERMS, LossWeights
 from gan.metrics import MS_SSIM_WEIGHTS  # the standard scale weights (Wang et al. 2003)
 
 VGG19_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's ImageNet VGG19 checkpoint name

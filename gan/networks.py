@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 # The configs live in gan.config (torch-free): params.yaml's model section builds them there.
-from gan.config import (GENERATORS, DenseUNetConfig, DiscriminatorConfig,  # noqa: F401
+from gan.config import (GENERATORS, DenseUNetConfig, DiscriminatorConfig,
                         DpedResNetConfig)
 
 # Negative slope of every LeakyReLU in this file (the value DCGAN and ESRGAN use).

@@ -50,7 +50,8 @@ def in_wing(name: str, wing: str) -> bool:
 
 def test_the_layout_stands():
     root = {p.stem for p in GAN.glob("*.py")} - {"__init__"}
-    assert {"networks", "losses", "train", "checkpoint", "metrics", "runtime", "fsio"} <= root
+    assert {"networks", "losses", "train", "checkpoint", "metrics", "runtime", "fsio",
+            "config"} <= root
     assert {p.name for p in GAN.iterdir() if p.is_dir() and p.name != "__pycache__"} == set(WINGS)
     for wing in WINGS:
         assert ast.get_docstring(ast.parse((GAN / wing / "__init__.py").read_text())), wing

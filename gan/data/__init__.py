@@ -5,6 +5,6 @@ dped / pirm / sample (the three sources, read in DPED's layout) -> align + extra
 96x96 crops) -> npyio (streamed .npy writing) -> patches (the training and validation tensors);
 all_pairs (the test crops appended to the training arrays, for the shipped model only).
 
-May import: the root's support modules (fsio, runtime). Never imports train, the evaluation
-wing or the deploy wing.
+May import: the root's support modules (fsio, runtime, config). Never imports train, the
+evaluation wing or the deploy wing.
 """

@@ -3,6 +3,6 @@
 photo_io (decode / encode photos with their metadata) -> inference (tiled enhancement of any
 size) -> export (TorchScript / ONNX) -> pretrained (the shipped models and their registry).
 
-May import: the root's support modules (checkpoint, networks, runtime, fsio). Never imports
+May import: the root's support modules (checkpoint, networks, runtime, fsio, config). Never imports
 train or the data wing.
 """

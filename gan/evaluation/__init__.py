@@ -5,7 +5,7 @@ evaluate (methods on raw patches and full-size photos) -> loe (lightness order e
 baselines/{clhe, npea} (the paper's comparison methods) -> figures + report (the pictures and
 the HTML page).
 
-May import: the root (metrics, look, checkpoint, networks, runtime, fsio), data's readers (dped,
-patches) and deploy (the decoder and tiled inference that `enhance` ships). Never imports
-data's download code (fetch, archive) or train.
+May import: the root (metrics, look, checkpoint, networks, runtime, fsio, config), data's
+readers (dped, patches) and deploy (the decoder and tiled inference that `enhance` ships).
+Never imports data's download code (fetch, archive) or train.
 """
