@@ -64,8 +64,8 @@ def recheck_source_keys(cfg: dict) -> None:
             raise ParamsError("data.sample_train_pairs and data.sample_test_pairs must be "
                               "positive")
     if cfg["source"] == "pirm" and cfg["phone"] != PHONE:
-        raise ParamsError(f"data.phone is {cfg['phone']!r}, but data.source: pirm has {PHONE} pairs "
-                          f"only; set data.phone to {PHONE}")
+        raise ParamsError(f"data.phone is {cfg['phone']!r}, but data.source: pirm has {PHONE} "
+                          f"pairs only; set data.phone to {PHONE}")
 
 
 if __name__ == "__main__":  # `python -m stages.download`: this stage alone, as dvc.yaml runs it
