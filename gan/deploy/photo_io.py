@@ -532,13 +532,6 @@ def _tiff_orientation(im: Image.Image) -> int:
     return im.tag_v2.get(_ORIENTATION, 1)
 
 
-def _stored_size(im: Image.Image) -> tuple[int, int]:
-    """(width, height) as stored: Pillow reports a TIFF's size already turned upright."""
-    if im.format == "TIFF":
-        return im.tag_v2[256], im.tag_v2[257]
-    return im.size
-
-
 def _exif_and_orientation(path: Path, im: Image.Image) -> tuple[bytes | None, int]:
     """(EXIF to carry, with Orientation reset to 1; the orientation the pixels are stored in).
 
@@ -613,25 +606,6 @@ def read_photo(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Photo
         format=source_format or "",
         mode=source_mode,
     )
-
-
-def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) of the upright photo, from the header only (no pixels decoded).
-
-    Orientations 5-8 swap the stored width and height, as read_photo's result will.
-    """
-    path = Path(path)
-    with _pillow_limit_off(), _open_image(path, None) as (im, _):
-        width, height = _stored_size(im)
-        orientation = 1
-        with contextlib.suppress(Exception):  # damaged EXIF: read_photo will ignore it too
-            if im.format == "TIFF":
-                orientation = _tiff_orientation(im)
-            # only EXIF the header holds: a PNG's eXIf may follow its pixels, and Pillow's
-            # getexif() would decode the whole image to find it
-            elif im.format != "PNG" or "exif" in im.info:
-                orientation = im.getexif().get(_ORIENTATION, 1)
-    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
 # --------------------------------------------------------------------------------------------
