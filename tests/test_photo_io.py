@@ -1,4 +1,4 @@
-"""gan/deploy/photo_io.py: real photos in and out (formats, modes, 16 bits, EXIF, ICC, bad files, atomic).
+"""gan/deploy/photo_io/: real photos in and out (formats, modes, 16 bits, EXIF, ICC, bad files, atomic).
 
 Inputs are made here with Pillow (or tifffile / imagecodecs for 16-bit colour, which Pillow cannot
 write) and outputs are checked with those independent readers where they can tell, so a bug in
@@ -25,6 +25,7 @@ from PIL import Image, ImageCms, ImageOps
 
 from gan.deploy import photo_io
 from gan.deploy.photo_io import Photo, PhotoError, output_format, read_photo, write_photo
+from gan.deploy.photo_io import formats, opening  # for the private helpers tested below
 
 # photo_io's own warnings (alpha dropped, EXIF damaged...) fail a test that does not expect them
 pytestmark = pytest.mark.filterwarnings("error::UserWarning")
@@ -728,16 +729,16 @@ def test_damaged_heic_and_avif_are_refused(tmp_path: Path, suffix: str) -> None:
 
 
 def test_heif_plugin_is_registered_lazily(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(photo_io, "_heif_state", None)
+    monkeypatch.setattr(formats, "_heif_state", None)
     jpeg = tmp_path / "in.jpg"
     Image.fromarray(SOURCE).save(jpeg)
     read_photo(jpeg)
     write_photo(tmp_path / "out.png", read_photo(jpeg).rgb, like=read_photo(jpeg))
-    assert photo_io._heif_state is None  # a JPEG-only run never loads libheif
+    assert formats._heif_state is None  # a JPEG-only run never loads libheif
     heic = tmp_path / "in.heic"
     make_heif_or_avif(heic)
     read_photo(heic)
-    assert photo_io._heif_state is True
+    assert formats._heif_state is True
 
 
 def test_without_pillow_heif_heic_is_a_clear_error(tmp_path: Path,
@@ -746,14 +747,14 @@ def test_without_pillow_heif_heic_is_a_clear_error(tmp_path: Path,
     make_heif_or_avif(heic)
     Image.fromarray(SOURCE).save(png)
     monkeypatch.setitem(sys.modules, "pillow_heif", None)  # import pillow_heif: ImportError
-    monkeypatch.setattr(photo_io, "_heif_state", None)
+    monkeypatch.setattr(formats, "_heif_state", None)
     assert_photo_error(heic, "pip install pillow-heif")
     photo = read_photo(png)  # everything else still works
     out = tmp_path / "out.heic"
     with pytest.raises(PhotoError, match=r"out\.heic.*pip install pillow-heif"):
         write_photo(out, photo.rgb, like=photo)
     assert not out.exists()
-    assert photo_io._heif_state is False
+    assert formats._heif_state is False
 
 
 # ------------------------------------------------------------------------------------------
@@ -839,11 +840,11 @@ def test_webp_size_is_checked_before_pillow_allocates_the_canvas(tmp_path: Path)
     for suffix, options in ((".webp", {"lossless": True}), (".webp", {"quality": 90})):
         real = tmp_path / f"real{suffix}"
         Image.fromarray(smooth_rgb(37, 53)).save(real, **options)
-        assert photo_io._webp_size(real.read_bytes()[:32]) == (53, 37)
+        assert opening._webp_size(real.read_bytes()[:32]) == (53, 37)
     extended = tmp_path / "extended.webp"
     Image.fromarray(np.dstack([smooth_rgb(37, 53), random_alpha(37, 53)])).save(
         extended, exif=exif_with(1).tobytes())
-    assert photo_io._webp_size(extended.read_bytes()[:32]) == (53, 37)
+    assert opening._webp_size(extended.read_bytes()[:32]) == (53, 37)
 
 
 def test_pillow_limit_neither_interferes_nor_changes(tmp_path: Path,
