@@ -1,7 +1,8 @@
 """Encoding quantised pixels (uint8 or uint16, (H, W, C)) into a file, format by format.
 
 Pillow writes 8-bit JPEG, PNG, WebP, BMP, HEIF and AVIF; libpng (imagecodecs) writes 16-bit PNG,
-which Pillow cannot (decode says why).
+which Pillow cannot (decode says why). The HEIF and AVIF encoder settings are measured against
+the encoders' defaults in bench/README.md, "Photo formats".
 
 **TIFF output via tifffile** for 8 and 16 bits alike: Deflate with a horizontal predictor
 (lossless, widely read), ICC profile, descriptive IFD0 tags; the Exif and GPS sub-IFDs are
@@ -30,8 +31,7 @@ from gan.deploy.photo_io.metadata import (
     _ORIENTATION,
 )
 
-# zlib level for PNG: on a 12 MP photo level 3 takes a quarter of the default 6's time (1.6 s
-# against 6.0 s) for a file 3% larger
+# zlib level 3, not the default 6: a fraction of the time for a file a few percent larger
 _PNG_ZLIB_LEVEL = 3
 
 
@@ -54,13 +54,10 @@ def _save_pillow(fh: IO[bytes], pixels: np.ndarray, fmt: str, icc: bytes | None,
         # lossy colour, lossless alpha (alpha_quality 100); exact keeps colour under alpha 0
         options.update(quality=quality, alpha_quality=100, exact=True)
     elif fmt == "HEIF":  # pillow-heif (x265), chroma 4:2:0: what every HEIC reader decodes
-        # x265's "ultrafast" preset: 7x faster than its default on real photos (a 12 MP photo
-        # in 1.6 s instead of 9), the same or better PSNR, files about 17% larger (bench/README.md,
-        # "photo formats"); the default would cost as much as enhancing the photo.
+        # x265's "ultrafast" preset: its default takes as long as enhancing the photo itself
         options.update(quality=quality, enc_params={"preset": "ultrafast"})
     elif fmt == "AVIF":  # Pillow (libavif); grayscale gets 4:0:0 by default
-        # Encoder speed 9 of 10: 9x faster than the default on real photos, 0.3 dB lower at
-        # 46 dB, 5% larger (bench/README.md, "photo formats").
+        # speed 9 of 10: libavif's default is several times slower, for files hardly smaller
         options.update(quality=quality, speed=9)
         if pixels.shape[2] >= 3 and quality >= 90:
             options["subsampling"] = "4:4:4"

@@ -2,21 +2,20 @@
 HEIF/AVIF plugins.
 
 **HEIC/HEIF through pillow-heif, AVIF through Pillow itself.** pillow-heif (libheif with
-libde265/x265) is a Pillow plugin for HEIF; since its 1.0 it no longer handles AVIF, which
-Pillow (11.3+) reads and writes natively with libavif. The plugin is registered lazily, the first
-time a file that looks like ISO-BMFF (``ftyp``) is read or a ``.heic``/``.heif`` is written (its
-import loads libheif), once, and with no options, so pillow-heif's global options stay at their
-defaults; what that changes for the rest of the process is only that Pillow then also knows the
-"HEIF" format. photo_io's own reads still name their formats, HEIF before AVIF unless the file's
-brands say AVIF (Pillow's AVIF opener also claims the generic ``mif1`` brand). Without
-pillow-heif a HEIC file is a PhotoError saying how to install it. Both decoders give 8 bits per
-sample (10- and 12-bit files are reduced to 8: pillow-heif as a Pillow plugin converts them,
-and Pillow's AVIF decoder has no 16-bit mode), and both formats are written with 8 bits.
-Orientation: libheif applies the file's rotation/mirror (irot/imir) itself and pillow-heif
-resets the EXIF tag to 1, so HEIF pixels arrive upright; Pillow's AVIF opener instead reports
-irot/imir as the EXIF orientation, which is then applied as for JPEG (metadata). When writing
-AVIF, Pillow moves the EXIF orientation into the container and re-serialises the EXIF (the one
-format whose EXIF is not carried byte for byte). HEIC is written 4:2:0 and in colour always
+libde265/x265) is a Pillow plugin for HEIF only; Pillow (11.3+) reads and writes AVIF natively with
+libavif. The plugin is registered lazily, the first time a file that looks like ISO-BMFF (``ftyp``)
+is read or a ``.heic``/``.heif`` is written (its import loads libheif), once, and with no options,
+so pillow-heif's global options stay at their defaults; what that changes for the rest of the
+process is only that Pillow then also knows the "HEIF" format. photo_io's own reads still name
+their formats, HEIF before AVIF unless the file's brands say AVIF (Pillow's AVIF opener also claims
+the generic ``mif1`` brand). Without pillow-heif a HEIC file is a PhotoError saying how to install
+it. Both decoders give 8 bits per sample (10- and 12-bit files are reduced to 8: pillow-heif as a
+Pillow plugin converts them, and Pillow's AVIF decoder has no 16-bit mode), and both formats are
+written with 8 bits. Orientation: libheif applies the file's rotation/mirror (irot/imir) itself and
+pillow-heif resets the EXIF tag to 1, so HEIF pixels arrive upright; Pillow's AVIF opener instead
+reports irot/imir as the EXIF orientation, which is then applied as for JPEG (metadata). When
+writing AVIF, Pillow moves the EXIF orientation into the container and re-serialises the EXIF (the
+one format whose EXIF is not carried byte for byte). HEIC is written 4:2:0 and in colour always
 (4:4:4 and monochrome need HEVC profiles that Apple's decoders lack); AVIF gets 4:4:4 chroma at
 quality 90+, as JPEG does, and grayscale stays grayscale.
 """
