@@ -52,8 +52,8 @@ def save_source(path: Path, rgb, suffix: str) -> bytes:
     if suffix in ("jpg", "heic", "avif", "webp"):
         options["quality"] = 95
     if suffix == "heic":
-        from gan.deploy import photo_io
-        photo_io._heif_ready()  # registers pillow-heif's writer, as enhance does on demand
+        from gan.deploy.photo_io.formats import _heif_ready
+        _heif_ready()  # registers pillow-heif's writer, as enhance does on demand
     stored.save(path, **options)
     return icc
 
@@ -62,9 +62,9 @@ def carried(path: Path, icc: bytes, rgb) -> str:
     import numpy as np
     from PIL import Image
 
-    from gan.deploy import photo_io
+    from gan.deploy.photo_io.formats import _heif_ready
 
-    photo_io._heif_ready()
+    _heif_ready()
     with Image.open(path) as im:
         exif = im.getexif()
         make = exif.get(0x010F) == "BenchCam"
@@ -93,9 +93,9 @@ def compare_encoders(runs: int) -> None:
     import numpy as np
     from PIL import Image
 
-    from gan.deploy import photo_io
+    from gan.deploy.photo_io.formats import _heif_ready
 
-    photo_io._heif_ready()
+    _heif_ready()
     settings = [("HEIF", "x265 default", {}), ("HEIF", "preset ultrafast (ours)",
                                                 {"enc_params": {"preset": "ultrafast"}}),
                 ("AVIF", "libavif default", {"subsampling": "4:4:4"}),

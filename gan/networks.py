@@ -240,18 +240,16 @@ class GuidedOutputFilter(nn.Module):
     "Fast end-to-end trainable guided filter", CVPR 2018); ``eps`` is learnt per channel in the
     log domain, from ``eps`` (model.guided_eps).
 
-    Why: on dped-mini the trained U-Net keeps the phone's noise. A self-guided filter applied to
-    its output afterwards gained 0.005-0.007 MS-SSIM on its test pairs and on the very crops it
-    was trained on (bench/msssim_probe.py), so the network was not learning that smoothing by
-    itself; this layer gives it the operation directly (+0.007 held-out MS-SSIM, trained with
-    it; bench/README.md, issue 10). Computed in float32: the variance E[y^2] - E[y]^2 cancels
-    in bf16. Clamped to [0, 1]: ``a`` and ``b`` are averaged
-    over different boxes, which can step slightly outside.
+    Why: the trained U-Net keeps the phone's noise and does not learn that smoothing by itself;
+    this layer gives it the operation directly (the gains measured with and without it:
+    bench/README.md, issue 10). Computed in float32: the variance E[y^2] - E[y]^2 cancels in
+    bf16. Clamped to [0, 1]: ``a`` and ``b`` are averaged over different boxes, which can step
+    slightly outside.
     """
 
     # eps = exp(LOG_EPS_SCALE * log_eps_scaled): Adam moves a parameter by about lr per step
-    # whatever its gradient's size, so log(eps) itself would move by ~0.1 in a 600-step run
-    # (measured: 3e-4 ended at 2.94e-4-3.00e-4); scaled by 20 it can travel a factor of ~3.
+    # whatever its gradient's size, so an unscaled log(eps) would barely move in a short run;
+    # scaled by 20 it can travel a factor of ~3.
     LOG_EPS_SCALE = 20.0
 
     def __init__(self, radius: int, eps: float = 3e-4, channels: int = 3):

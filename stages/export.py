@@ -23,12 +23,10 @@ import typer
 
 from stages.common import fail, reports_write_errors
 
-# An odd size (the padding path), then another batch size and a multiple of 8 (no padding):
-# one file passing both has dynamic batch, height and width.
-CHECK_SHAPES = ((1, 3, 257, 383), (2, 3, 240, 320))
 # float32 through another runtime: measured differences are ~4e-7 for the Dense U-Net and
 # ~2e-5 for DPED's ResNet in ONNX Runtime (its instance norm sums in another order), 0 to 6e-8
-# in TorchScript; 1e-4 is 1/40 of an 8-bit grey level.
+# in TorchScript; 1e-4 is 1/40 of an 8-bit grey level. Here, not in gan.deploy.export, because
+# --help shows it and that module imports torch.
 TOLERANCE = 1e-4
 
 
@@ -52,11 +50,9 @@ def main(
     force: bool = typer.Option(False, "--force", help="overwrite an existing output file"),
 ) -> None:
     """Export the generator to TorchScript or ONNX, with dynamic batch, height and width."""
-    import torch
-
     from gan.checkpoint import CheckpointError, load_generator
     from gan.deploy.export import (EXPORT_PACKAGES, RUNTIME_PACKAGES, SUFFIXES, ExportError,
-                                   check_parity, export, require_onnx)
+                                   ParityError, check_parity_on_shapes, export, require_onnx)
     from gan.deploy.pretrained import registry, resolve_model
     from gan.fsio import atomic_path
 
@@ -83,7 +79,7 @@ def main(
         fail(str(exc))
 
     # Export under a temporary name in the output's folder (gan.fsio); it becomes `out` only
-    # once checked, and is removed on any failure (fail() raises, so the block does not finish).
+    # once checked, and is removed on any failure.
     try:
         with atomic_path(out) as staging:
             began = time.perf_counter()
@@ -92,15 +88,17 @@ def main(
             typer.echo(f"exported the {generator.kind} generator to {fmt_name} in {seconds:.1f} s "
                        f"({staging.stat().st_size / 1e6:.2f} MB)")
             if check:
-                rng = torch.Generator().manual_seed(0)
-                for shape in CHECK_SHAPES:
-                    sample = torch.rand(*shape, generator=rng)
-                    difference = check_parity(generator, staging, fmt_name, sample)
-                    size = "x".join(map(str, shape))
-                    typer.echo(f"parity on {size}: max abs difference {difference:.2e}")
-                    if not difference <= TOLERANCE:  # `not <=` also catches NaN
-                        fail(f"the exported file differs from the PyTorch model by {difference:.2e} "
-                             f"on a {size} input (limit {TOLERANCE:g}); {out} was not written")
+                check_parity_on_shapes(generator, staging, fmt_name, TOLERANCE,
+                                       on_result=print_parity)
+    except ParityError as exc:  # before ExportError, which it is
+        fail(f"{exc}; {out} was not written")
     except (ExportError, OSError) as exc:
         fail(f"{out}: {exc}")
     typer.echo(f"wrote {out}")
+
+
+def print_parity(shape: tuple[int, ...], difference: float) -> None:
+    """One line per checked shape, the failing one's included, so a failure shows its figure."""
+    from gan.deploy.export import shape_text
+
+    typer.echo(f"parity on {shape_text(shape)}: max abs difference {difference:.2e}")

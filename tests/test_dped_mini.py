@@ -60,8 +60,8 @@ def test_alignment_reduces_the_residual_misalignment_of_real_pairs(dped_mini, tm
 
     residual_before = np.array([np.hypot(*lucas_kanade(p, d)) for p, d in zip(before, dslr)])
     residual_after = np.array([np.hypot(*lucas_kanade(p, d)) for p, d in zip(after, dslr)])
-    # Measured 2026-11-28 (phase correlation): 0.65 px before, 0.48 px after; 2026-12-03
-    # (exhaustive NCC search): 0.653 before, 0.482 after (means over 159 pairs).
+    # The alignment removes about a quarter of the residual (0.65 -> 0.48 px over 159 pairs,
+    # bench/README.md); 15% is the margin the test holds it to.
     assert residual_after.mean() < 0.85 * residual_before.mean(), (
         residual_before.mean(), residual_after.mean())
 

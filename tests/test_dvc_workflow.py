@@ -423,6 +423,7 @@ def params_read_by(stage: str, tmp_path: Path, monkeypatch) -> set[str]:
     from typer.testing import CliRunner
 
     import gan.data.sample
+    import gan.data.sources
     import stages.params
     from stages.app import app
 
@@ -441,7 +442,7 @@ def params_read_by(stage: str, tmp_path: Path, monkeypatch) -> set[str]:
     if stage == "extract":
         args[1] = str(tmp_path / "tiny.zip")
         gan.data.sample.write_sample_zip(args[1], "iphone", train_pairs=2, test_pairs=1, seed=0)
-    monkeypatch.setattr(gan.data.sample, "write_sample_zip", _stop_the_sample)
+    monkeypatch.setattr(gan.data.sources, "write_sample_zip", _stop_the_sample)
     log: set[str] = set()
     for changes in DOWNLOAD_RUNS if stage == "download" else [{}]:
         params = yaml.safe_load((ROOT / "params.yaml").read_text())

