@@ -254,8 +254,7 @@ class Trainer:
         self.criterion = GeneratorLoss(spec.loss, vgg_weights=spec.vgg_weights,
                                        distance=spec.distance, msssim_win=spec.msssim_win)
         self.criterion.to(self.device)
-        # NHWC: what tensor cores want on CUDA, and 15% faster convolutions on this CPU too
-        # (oneDNN): measured on the VGG and DenseUNet passes of a 16 x 96 x 96 batch.
+        # NHWC: the layout in which tensor cores (CUDA) and oneDNN (CPU) convolve fastest.
         self.generator.to(memory_format=torch.channels_last)
         self.discriminator.to(memory_format=torch.channels_last)
         self.criterion.to(memory_format=torch.channels_last)
@@ -453,10 +452,9 @@ class Trainer:
         raise TrainingDiverged(f"step {step or self.step + 1}: {what}; training stopped. {kept}")
 
     # -- batches --------------------------------------------------------------------------
-    # Loading a batch (reading its rows, flips and turns, floats) takes about 7 ms for 64
-    # patches, about what an H200 needs for the whole step: done in line, the GPU would wait half
-    # the time. So the next batch is drawn (cheap: self.rng, in the order a sequential run draws)
-    # at the end of this step's random draws and loaded by a thread while this step computes.
+    # Loading a batch takes about as long as a GPU step, so the GPU would wait on one loaded in
+    # line. The next batch is drawn (cheap: self.rng, in the order a sequential run draws) at
+    # the end of this step's random draws and loaded by a thread while this step computes.
     # The rng state a checkpoint saves is the one from before that draw, so a resumed run draws
     # the same batch again: runs stay identical, bit for bit, to unprefetched ones.
     def _next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -501,7 +499,8 @@ class Trainer:
             generator.train()
             images = torch.cat(outputs)
         score, infinite = mean_finite(psnr(images, self.val_dslr))
-        ms = ms_ssim(images, self.val_dslr, dtype=torch.float32).mean().item()  # 4x faster
+        # fp32: the protocol's float64 is not needed to follow training, and slower
+        ms = ms_ssim(images, self.val_dslr, dtype=torch.float32).mean().item()
         return {"psnr": score, "ms_ssim": ms,
                 "psnr_infinite": infinite}
 
@@ -597,8 +596,8 @@ class Trainer:
                 on_log()
             if self.step % cfg.checkpoint_every == 0 or last:
                 self.save_checkpoint()
-        # Over the whole run; a checkpoint from before train_seconds existed has no earlier time,
-        # and then only this session's steps count.
+        # The speed over the whole run, or over this session's steps when the checkpoint it
+        # resumed kept no time.
         seconds = self.seconds_so_far()
         done = self.step if self._seconds_before > 0 else self.step - resumed_from
         sessions = self.sessions()
