@@ -1,15 +1,29 @@
-"""The saved generator: a plain dict that loads with ``torch.load(weights_only=True)``.
+"""The project's two on-disk formats: the saved generator and a run's training state.
+
+The generator (``models/generator.pt``), what evaluate, enhance and export load:
 
     {"format": "ppe-gan generator", "version": 1, "kind": "dense_unet", "config": {...},
      "state_dict": {...}, "provenance": {"params": {...}, "git_revision": ..., "data": ..., ...}}
 
-Only tensors, dicts, lists, strings and numbers: loading it never runs code, and a pickle that
-tries to is refused by ``weights_only=True``.
+The training state (``models/checkpoints/last.pt``, :class:`TrainingState`): everything a run
+needs to continue exactly where it stopped (both networks, both optimisers, the step, the RNG
+states, the log rows, the sessions). A run continues it only when it was made with the same
+settings and data (the run's fingerprint); any other one is moved aside under a dated name,
+never overwritten, with a message that says why.
+
+Both hold only tensors, dicts, lists, strings and numbers: loading them never runs code, and a
+pickle that tries to is refused by ``weights_only=True``. This module knows the files, not the
+training: the trainer (gan.train) hands in its parts and takes them back, so the deploy wing
+can read a generator without importing it.
 """
 
 from __future__ import annotations
 
 import io
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -80,3 +94,124 @@ def load_generator(path: Path, device: str | torch.device = "cpu") -> nn.Module:
         raise CheckpointError(f"{path}: the weights do not fit a {payload['kind']} generator: "
                               f"{first_line(exc, 300)}") from None
     return generator.to(device).eval()
+
+
+# -- the training state ---------------------------------------------------------------------
+
+@dataclass
+class TrainingState:
+    """A run's training state, as its file holds it. The networks and optimisers are their
+    ``state_dict()``s; ``numpy_rng`` holds each rank's bit generator state, in rank order."""
+
+    step: int
+    fingerprint: str  # RunSpec.fingerprint(): a run continues only a state of its own
+    settings: dict[str, Any] | None  # RunSpec.settings(): names what differs when it does not
+    generator: dict[str, Any]
+    discriminator: dict[str, Any]
+    opt_g: dict[str, Any]
+    opt_d: dict[str, Any]
+    numpy_rng: list[dict[str, Any]]
+    torch_rng: torch.Tensor
+    losses: list[dict[str, float]]
+    val: list[dict[str, float]]
+    train_seconds: float  # wall-clock seconds of training over every session so far
+    sessions: list[dict[str, Any]]  # steps, seconds and machine of each session, in order
+    ema_generator: dict[str, Any] | None = None  # the weight average, when train.ema > 0
+
+
+class NotResumable(Exception):
+    """A training state this run cannot continue. The message says why and follows the file's
+    name: '<path> was made with other settings or data: ...'."""
+
+
+def save_training_state(path: Path, state: TrainingState) -> None:
+    """Write the training state atomically (one writer: rank 0 of a data-parallel run)."""
+    payload = {
+        "step": state.step,
+        "fingerprint": state.fingerprint,
+        "settings": state.settings,
+        "generator": state.generator,
+        "discriminator": state.discriminator,
+        "opt_g": state.opt_g,
+        "opt_d": state.opt_d,
+        "numpy_rng": [json.dumps(s) for s in state.numpy_rng],
+        "torch_rng": state.torch_rng,
+        "losses": state.losses,
+        "val": state.val,
+        "train_seconds": state.train_seconds,
+        "sessions": state.sessions,
+    }
+    if state.ema_generator is not None:
+        payload["ema_generator"] = state.ema_generator
+    atomic_torch_save(payload, Path(path))
+
+
+def load_training_state(path: Path, fingerprint: str, settings: dict[str, Any],
+                        steps: int) -> TrainingState:
+    """The training state at ``path``, when the run with this ``fingerprint`` (``settings``:
+    the same run, spelled out) and ``steps`` can continue it. Raises NotResumable saying why
+    not: unreadable or foreign, another run's (naming each setting that differs), or past
+    ``steps``."""
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(payload, dict) or "step" not in payload:
+            raise ValueError("not a training checkpoint of this project")
+    except Exception as exc:  # truncated, garbage, foreign: all mean "cannot continue it"
+        raise NotResumable(f"cannot be read ({type(exc).__name__}: {first_line(exc)})") from None
+    if payload.get("fingerprint") != fingerprint:
+        raise NotResumable("was made with other settings or data"
+                           + settings_differences(payload.get("settings"), settings))
+    if payload["step"] > steps:
+        raise NotResumable(f"is at step {payload['step']}, beyond train.steps {steps}; to "
+                           f"continue it instead, set train.steps to {payload['step']} or more "
+                           "and move it back")
+    step = int(payload["step"])
+    # A state written before the time was kept counts none; one written before the session
+    # ledger records its steps as one session (of that total time, on an unknown machine).
+    train_seconds = float(payload.get("train_seconds", 0.0))
+    sessions = payload.get("sessions") or [
+        {"steps": [0, step], "seconds": round(train_seconds, 1) or None, "hardware": None}]
+    return TrainingState(
+        step=step, fingerprint=payload["fingerprint"], settings=payload.get("settings"),
+        generator=payload["generator"], discriminator=payload["discriminator"],
+        opt_g=payload["opt_g"], opt_d=payload["opt_d"],
+        numpy_rng=[json.loads(s) for s in payload["numpy_rng"]],
+        torch_rng=payload["torch_rng"], losses=list(payload["losses"]),
+        val=list(payload["val"]), train_seconds=train_seconds, sessions=list(sessions),
+        ema_generator=payload.get("ema_generator"))
+
+
+def saved_step(path: Path) -> int:
+    """The step of the training state at ``path`` (for a message about the file)."""
+    return torch.load(path, map_location="cpu", weights_only=True)["step"]
+
+
+def set_aside(path: Path, why: str, move: bool = True) -> str:
+    """Move the training state at ``path`` to a dated name beside it, so that the run starting
+    over never overwrites it, and say so (``why``: a NotResumable's message). ``move=False``
+    only words the message: the other ranks of a data-parallel run, while rank 0 moves it."""
+    aside = dated_name(Path(path))
+    if move:
+        os.replace(path, aside)
+    return f"{path} {why}. It was moved to {aside}, not overwritten; starting at step 0"
+
+
+def settings_differences(saved: dict[str, Any] | None, now: dict[str, Any]) -> str:
+    """': loss.msssim 1.0 there, 0.5 now; ...', or a note when the saved state lists nothing."""
+    if not isinstance(saved, dict):
+        return " (it predates the settings record, so what differs cannot be named)"
+    changed = [f"{key} {saved.get(key, '(absent)')!r} there, {now.get(key, '(absent)')!r} now"
+               for key in sorted(saved.keys() | now.keys()) if saved.get(key) != now.get(key)]
+    return ": " + "; ".join(changed) if changed else ""
+
+
+def dated_name(path: Path) -> Path:
+    """``last.pt`` -> ``last.20261201-120000.pt`` beside it (a counter when that is taken)."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    candidate = path.with_name(f"{path.stem}.{stamp}{path.suffix}")
+    count = 1
+    while candidate.exists():
+        count += 1
+        candidate = path.with_name(f"{path.stem}.{stamp}-{count}{path.suffix}")
+    return candidate

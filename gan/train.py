@@ -4,7 +4,8 @@ The step follows pix2pix's shape: ``backward_d`` (the discriminator learns DSLR 
 ``backward_g`` (the generator minimises L_G = perceptual + lambda * GAN + eta * (1 - MS-SSIM)
 [+ pixel]), ``optimize`` (one of each). Everything a run needs to continue exactly where it
 stopped (both networks, both optimisers, the step, the RNG states, the log rows) goes into one
-checkpoint file, written atomically every ``checkpoint_every`` steps.
+checkpoint file every ``checkpoint_every`` steps; its format, and what happens to one that
+cannot be continued, are gan.checkpoint's (the training state).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +30,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from gan.checkpoint import atomic_torch_save
-from gan.data.patches import PatchPairs, add_noise
-from gan.errors import first_line
+from gan.checkpoint import (NotResumable, TrainingState, load_training_state, save_training_state,
+                            saved_step, set_aside)
 from gan.config import LossWeights, Params, TrainConfig
+from gan.data.patches import PatchPairs, add_noise
 from gan.losses import GeneratorLoss, adversarial_d_loss
 from gan.metrics import mean_finite, ms_ssim, psnr
 from gan.networks import build_discriminator, build_generator
@@ -180,8 +180,7 @@ class Trainer:
         self.criterion = GeneratorLoss(spec.loss, vgg_weights=spec.vgg_weights,
                                        distance=spec.distance, msssim_win=spec.msssim_win)
         self.criterion.to(self.device)
-        # NHWC: what tensor cores want on CUDA, and 15% faster convolutions on this CPU too
-        # (oneDNN): measured on the VGG and DenseUNet passes of a 16 x 96 x 96 batch.
+        # NHWC: the layout in which tensor cores (CUDA) and oneDNN (CPU) convolve fastest.
         self.generator.to(memory_format=torch.channels_last)
         self.discriminator.to(memory_format=torch.channels_last)
         self.criterion.to(memory_format=torch.channels_last)
@@ -370,7 +369,7 @@ class Trainer:
     def _diverged(self, what: str, step: int | None = None) -> None:
         advice = "Lower train.lr_g / train.lr_d or the loss weights and run again"
         if self.checkpoint.exists():
-            saved = torch.load(self.checkpoint, map_location="cpu", weights_only=True)["step"]
+            saved = saved_step(self.checkpoint)
             kept = (f"The last good checkpoint ({self.checkpoint}, step {saved}) is kept and no "
                     f"model was written. {advice}: the run then starts over, and that checkpoint "
                     "is moved aside, not overwritten")
@@ -379,10 +378,9 @@ class Trainer:
         raise TrainingDiverged(f"step {step or self.step + 1}: {what}; training stopped. {kept}")
 
     # -- batches --------------------------------------------------------------------------
-    # Loading a batch (reading its rows, flips and turns, floats) takes about 7 ms for 64
-    # patches, about what an H200 needs for the whole step: done in line, the GPU would wait half
-    # the time. So the next batch is drawn (cheap: self.rng, in the order a sequential run draws)
-    # at the end of this step's random draws and loaded by a thread while this step computes.
+    # Loading a batch takes about as long as a GPU step, so the GPU would wait on one loaded in
+    # line. The next batch is drawn (cheap: self.rng, in the order a sequential run draws) at
+    # the end of this step's random draws and loaded by a thread while this step computes.
     # The rng state a checkpoint saves is the one from before that draw, so a resumed run draws
     # the same batch again: runs stay identical, bit for bit, to unprefetched ones.
     def _next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -427,36 +425,30 @@ class Trainer:
             generator.train()
             images = torch.cat(outputs)
         score, infinite = mean_finite(psnr(images, self.val_dslr))
-        ms = ms_ssim(images, self.val_dslr, dtype=torch.float32).mean().item()  # 4x faster
+        # fp32: the protocol's float64 is not needed to follow training, and slower
+        ms = ms_ssim(images, self.val_dslr, dtype=torch.float32).mean().item()
         return {"psnr": score, "ms_ssim": ms,
                 "psnr_infinite": infinite}
 
-    # -- checkpoints ----------------------------------------------------------------------
+    # -- checkpoints (the file and its format: gan.checkpoint) ---------------------------
     def save_checkpoint(self) -> None:
+        """Write the training state; rank 0 writes it, with every rank's rng state."""
         rng_states = [self._rng_state()]
         if self.dist.world > 1:
             rng_states = [None] * self.dist.world
             dist.all_gather_object(rng_states, self._rng_state())
         if not self.dist.main:
             return
-        state = {
-            "step": self.step,
-            "fingerprint": self.spec.fingerprint(),
-            "settings": self.spec.settings(),
-            "generator": self.generator.state_dict(),
-            "discriminator": self.discriminator.state_dict(),
-            "opt_g": self.opt_g.state_dict(),
-            "opt_d": self.opt_d.state_dict(),
-            "numpy_rng": [json.dumps(s) for s in rng_states],
-            "torch_rng": torch.get_rng_state(),
-            "losses": self.losses,
-            "val": self.val,
-            "train_seconds": self.seconds_so_far(),
-            "sessions": self.sessions(),
-        }
-        if self.ema_generator is not None:
-            state["ema_generator"] = self.ema_generator.state_dict()
-        atomic_torch_save(state, self.checkpoint)
+        ema = self.ema_generator
+        save_training_state(self.checkpoint, TrainingState(
+            step=self.step, fingerprint=self.spec.fingerprint(), settings=self.spec.settings(),
+            generator=self.generator.state_dict(),
+            discriminator=self.discriminator.state_dict(),
+            opt_g=self.opt_g.state_dict(), opt_d=self.opt_d.state_dict(),
+            numpy_rng=rng_states, torch_rng=torch.get_rng_state(),
+            losses=self.losses, val=self.val,
+            train_seconds=self.seconds_so_far(), sessions=self.sessions(),
+            ema_generator=ema.state_dict() if ema is not None else None))
 
     def try_resume(self) -> str:
         """Continue from the checkpoint when it belongs to this run; say what happened.
@@ -468,46 +460,31 @@ class Trainer:
         if not self.checkpoint.exists():
             return "no checkpoint: starting at step 0"
         try:
-            state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
-            if not isinstance(state, dict) or "step" not in state:
-                raise ValueError("not a training checkpoint of this project")
-        except Exception as exc:  # truncated, garbage, foreign: all mean "cannot continue it"
-            reason = f"cannot be read ({type(exc).__name__}: {first_line(exc)})"
-            return self._set_aside(reason, "")
-        if state.get("fingerprint") != self.spec.fingerprint():
-            return self._set_aside("was made with other settings or data", _differences(
-                state.get("settings"), self.spec.settings()))
-        if state["step"] > self.cfg.steps:
-            return self._set_aside(
-                f"is at step {state['step']}, beyond train.steps {self.cfg.steps}",
-                f"; to continue it instead, set train.steps to {state['step']} or more and "
-                "move it back")
-        self.generator.load_state_dict(state["generator"])
-        self.discriminator.load_state_dict(state["discriminator"])
-        if self.ema_generator is not None:
-            self.ema_generator.load_state_dict(state["ema_generator"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
-        self.rng.bit_generator.state = json.loads(state["numpy_rng"][self.dist.rank])
-        self._pending = self._rng_before_pending = None  # nothing drawn ahead of the restored rng
-        torch.set_rng_state(state["torch_rng"])
-        self.losses, self.val = list(state["losses"]), list(state["val"])
-        self.step = int(state["step"])
-        self._seconds_before = float(state.get("train_seconds", 0.0))
-        self._sessions_before = list(state.get("sessions") or [
-            {"steps": [0, self.step], "seconds": round(self._seconds_before, 1) or None,
-             "hardware": None}])  # a checkpoint from before the ledger: one session, or unknown
+            saved = load_training_state(self.checkpoint, self.spec.fingerprint(),
+                                        self.spec.settings(), self.cfg.steps)
+        except NotResumable as exc:
+            message = set_aside(self.checkpoint, str(exc), move=self.dist.main)
+            if self.dist.world > 1:
+                dist.barrier()  # no rank starts before rank 0 has moved it
+            return message
+        self._restore(saved)
         return f"resuming from {self.checkpoint} at step {self.step}"
 
-    def _set_aside(self, reason: str, detail: str) -> str:
-        """Move the checkpoint to a dated name beside it (rank 0 only; the others wait)."""
-        aside = _dated_name(self.checkpoint)
-        if self.dist.main:
-            os.replace(self.checkpoint, aside)
-        if self.dist.world > 1:
-            dist.barrier()
-        return (f"{self.checkpoint} {reason}{detail}. It was moved to {aside}, not overwritten; "
-                "starting at step 0")
+    def _restore(self, saved: TrainingState) -> None:
+        """Take the networks, optimisers, rng states, log rows and clock back from ``saved``."""
+        self.generator.load_state_dict(saved.generator)
+        self.discriminator.load_state_dict(saved.discriminator)
+        if self.ema_generator is not None:
+            self.ema_generator.load_state_dict(saved.ema_generator)
+        self.opt_g.load_state_dict(saved.opt_g)
+        self.opt_d.load_state_dict(saved.opt_d)
+        self.rng.bit_generator.state = saved.numpy_rng[self.dist.rank]
+        self._pending = self._rng_before_pending = None  # nothing drawn ahead of the restored rng
+        torch.set_rng_state(saved.torch_rng)
+        self.losses, self.val = saved.losses, saved.val
+        self.step = saved.step
+        self._seconds_before = saved.train_seconds
+        self._sessions_before = saved.sessions
 
     # -- the loop -------------------------------------------------------------------------
     def fit(self, on_step: Callable[[int, dict[str, float]], None] | None = None,
@@ -545,8 +522,8 @@ class Trainer:
                 on_log()
             if self.step % cfg.checkpoint_every == 0 or last:
                 self.save_checkpoint()
-        # Over the whole run; a checkpoint from before train_seconds existed has no earlier time,
-        # and then only this session's steps count.
+        # The speed over the whole run, or over this session's steps when the checkpoint it
+        # resumed kept no time.
         seconds = self.seconds_so_far()
         done = self.step if self._seconds_before > 0 else self.step - resumed_from
         sessions = self.sessions()
@@ -561,26 +538,6 @@ class Trainer:
             final={k: v for k, v in _mean(recent).items() if k not in ("step", "patches_per_s")},
             validation=validation, baseline=baseline, losses=self.losses, val=self.val,
             resumed_from=resumed_from, sessions=sessions)
-
-
-def _differences(saved: dict[str, Any] | None, now: dict[str, Any]) -> str:
-    """': loss.msssim 1.0 there, 0.5 now; ...', or a note when the checkpoint lists nothing."""
-    if not isinstance(saved, dict):
-        return " (it predates the settings record, so what differs cannot be named)"
-    changed = [f"{key} {saved.get(key, '(absent)')!r} there, {now.get(key, '(absent)')!r} now"
-               for key in sorted(saved.keys() | now.keys()) if saved.get(key) != now.get(key)]
-    return ": " + "; ".join(changed) if changed else ""
-
-
-def _dated_name(path: Path) -> Path:
-    """``last.pt`` -> ``last.20261201-120000.pt`` beside it (a counter when that is taken)."""
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    candidate = path.with_name(f"{path.stem}.{stamp}{path.suffix}")
-    count = 1
-    while candidate.exists():
-        count += 1
-        candidate = path.with_name(f"{path.stem}.{stamp}-{count}{path.suffix}")
-    return candidate
 
 
 def _mean(rows: list[dict[str, float]]) -> dict[str, float]:

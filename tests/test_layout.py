@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,26 @@ def test_evaluation_never_imports_train_or_the_download_code(name):
 @pytest.mark.parametrize("name", sorted(MODULES))
 def test_no_module_imports_itself_through_others(name):
     assert name not in closure(name), f"{name} is part of an import cycle"
+
+
+def may_import(wing: str) -> set[str]:
+    """The modules the wing's ``__init__`` docstring allows it, from its 'May import' paragraph."""
+    doc = ast.get_docstring(ast.parse((GAN / wing / "__init__.py").read_text())) or ""
+    paragraph = next((p for p in doc.split("\n\n") if p.startswith("May import")), "")
+    allowed = set(re.findall(r"\bgan(?:\.\w+)+", paragraph.split("Never imports")[0]))
+    assert allowed, f"gan/{wing}/__init__.py names no module in a 'May import' paragraph"
+    return allowed
+
+
+@pytest.mark.parametrize("wing", WINGS)
+def test_each_wing_imports_exactly_what_its_docstring_allows(wing):
+    # From outside the wing, each module counted once (a package as its name: gan.deploy.photo_io).
+    used = set()
+    for name, path in MODULES.items():
+        if in_wing(name, wing):
+            used |= {m for m in direct_imports(path) if not in_wing(m, wing)}
+    allowed = may_import(wing)
+    assert not used - allowed, f"gan.{wing} imports what its docstring does not allow: " \
+                               f"{sorted(used - allowed)}"
+    assert not allowed - used, f"gan.{wing}'s docstring allows what it does not import: " \
+                               f"{sorted(allowed - used)}"

@@ -238,7 +238,7 @@ def test_the_machine_is_described_with_its_threads_counted_right(monkeypatch):
 
 def test_the_revision_is_dirty_for_code_changes_only(tmp_path):
     """The card of a PIRM run said '+dirty' when only params.yaml (its split) had changed."""
-    from stages.train import git_revision
+    from gan.training_run import git_revision
 
     def git(*args: str) -> str:
         return subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *args],

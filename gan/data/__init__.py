@@ -6,6 +6,7 @@ one DPED-layout zip, with its provenance) -> align + extract (registered 96x96 c
 (streamed .npy writing) -> patches (the training and validation tensors); all_pairs (the test
 crops appended to the training arrays, for the shipped model only).
 
-May import: the root's support modules (fsio, runtime, config). Never imports train, the
-evaluation wing or the deploy wing.
+May import (exactly these; tests/test_layout.py holds the code to this list): the root's
+gan.config, gan.fsio, gan.pixels and gan.runtime. Never imports train, the evaluation wing or
+the deploy wing.
 """

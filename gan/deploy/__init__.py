@@ -5,6 +5,7 @@ size) -> batch (the enhance command's files, outputs and run) -> compare (the be
 page) -> export (TorchScript / ONNX, and the parity check) -> pretrained (the shipped models and
 their registry).
 
-May import: the root's support modules (checkpoint, networks, runtime, fsio, config). Never imports
+May import (exactly these; tests/test_layout.py holds the code to this list): the root's
+gan.checkpoint, gan.errors, gan.fsio, gan.networks, gan.pixels and gan.runtime. Never imports
 train or the data wing.
 """

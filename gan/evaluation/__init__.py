@@ -5,7 +5,9 @@ evaluate (methods on raw patches and full-size photos) -> loe (lightness order e
 baselines/{clhe, npea} (the paper's comparison methods) -> figures + report (the pictures and
 the HTML page).
 
-May import: the root (metrics, look, checkpoint, networks, runtime, fsio, config), data's
-readers (dped, patches) and deploy (the decoder and tiled inference that `enhance` ships).
-Never imports data's download code (fetch, archive) or train.
+May import (exactly these; tests/test_layout.py holds the code to this list): the root's
+gan.checkpoint, gan.fsio, gan.look, gan.metrics, gan.pixels and gan.runtime; data's readers
+gan.data.dped and gan.data.patches; deploy's gan.deploy.compare, gan.deploy.inference,
+gan.deploy.photo_io and gan.deploy.pretrained (full-size photos are decoded, enhanced and shown
+through the code `enhance` ships). Never imports data's download code (fetch, archive) or train.
 """
