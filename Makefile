@@ -88,7 +88,7 @@ DATA ?=
 SOURCE ?= dped
 small-data: $(STAMP)
 	@test -n "$(DATA)" || { echo "usage: make small-data DATA=/path/to/dped-mini (or SOURCE=pirm DATA=the PIRM zip)" >&2; exit 2; }
-	$(BIN)/dvc exp run -n small-data $$($(BIN)/python -m gan.recipe recipes/small-data.yaml) \
+	$(BIN)/dvc exp run -n small-data $$($(BIN)/python -m stages.recipe recipes/small-data.yaml) \
 	  -S data.source=$(SOURCE) -S 'data.archive=$(abspath $(DATA))' -S data.phone=iphone
 
 # The recipe's 5-fold cross-validation over dped-mini's 200 pairs (what every recipe choice and

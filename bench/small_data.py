@@ -44,7 +44,7 @@ from gan.data.extract import extract, rows_table  # noqa: E402
 from gan.data.patches import data_fingerprint, to_tensor  # noqa: E402
 from gan.look import look_stats, look_summary  # noqa: E402
 from gan.metrics import mean_finite, ms_ssim, psnr  # noqa: E402
-from gan.recipe import apply_recipe, check_overlay, load_recipe  # noqa: E402
+from stages.recipe import apply_recipe, check_overlay, load_recipe  # noqa: E402
 from gan.runtime import keep_freed_memory  # noqa: E402
 from gan.train import Dist, RunSpec, Trainer  # noqa: E402
 

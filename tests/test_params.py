@@ -14,7 +14,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from gan.recipe import apply_recipe, load_recipe
+from stages.recipe import apply_recipe, load_recipe
 from stages.app import app
 from gan.config import MSSSIM_SCALES, Params
 from stages.params import ParamsError, load_params, params_from_dict

@@ -19,7 +19,7 @@ from gan.deploy.pretrained import (DATA_TERMS, DEFAULT_MODEL, PRETRAINED_DIR, mo
                                    registry, resolve_model)
 from gan.fsio import sha256_of
 from gan.networks import build_generator
-from gan.recipe import RecipeError, apply_recipe, load_recipe, set_params_args
+from stages.recipe import RecipeError, apply_recipe, load_recipe, set_params_args
 from stages.app import app
 from tests.conftest import temporaries
 

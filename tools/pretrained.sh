@@ -41,7 +41,7 @@ mkdir -p "$WORK"
 "$PY" - "$RECIPE" "$SOURCE" "$DATA" "$WORK/params.yaml" <<'PY'
 import sys, yaml
 from pathlib import Path
-from gan.recipe import apply_recipe, load_recipe
+from stages.recipe import apply_recipe, load_recipe
 recipe, source, data, out = sys.argv[1:]
 params = yaml.safe_load(open("params.yaml"))
 params = apply_recipe(params, load_recipe(Path(recipe), params))

@@ -1,7 +1,9 @@
 """Named settings: a recipe is a params.yaml overlay (recipes/<name>.yaml) of the keys it changes.
 
-    python -m gan.recipe recipes/small-data.yaml            # -> -S train.steps=600 -S ...
-    dvc exp run $(python -m gan.recipe recipes/small-data.yaml) -S data.archive=...
+A command of the stage layer (it reads files and prints -S flags), not a pipeline stage.
+
+    python -m stages.recipe recipes/small-data.yaml            # -> -S train.steps=600 -S ...
+    dvc exp run $(python -m stages.recipe recipes/small-data.yaml) -S data.archive=...
 
 One file holds the recipe, and every user of it (``make small-data``'s ``dvc exp run``,
 tools/pretrained.sh, bench/small_data.py) reads it from there. A key params.yaml does not have
@@ -18,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 
 from gan.config import ConfigError, Params
 
@@ -72,7 +73,7 @@ def set_params_args(recipe: dict[str, dict[str, Any]]) -> list[str]:
 
 def main(argv: list[str]) -> int:
     if len(argv) not in (1, 2):
-        print("usage: python -m gan.recipe RECIPE.yaml [PARAMS.yaml]", file=sys.stderr)
+        print("usage: python -m stages.recipe RECIPE.yaml [PARAMS.yaml]", file=sys.stderr)
         return 2
     params_path = Path(argv[1] if len(argv) == 2 else "params.yaml")
     try:
