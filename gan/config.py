@@ -278,6 +278,25 @@ def key(spec: Spec) -> Any:
     return field(metadata={"spec": spec})
 
 
+def network_key(spec: Spec, default: Any) -> Any:
+    """A field of a network's config: what it takes (``spec``, the same one the model section
+    of params.yaml checks its key with) and the default a checkpoint without it gets."""
+    return field(default=default, metadata={"spec": spec})
+
+
+def _check_network_fields(config: Any) -> None:
+    """A network config's fields against their specs (configs come from params.yaml and from
+    model files); ValueError 'Cls.field must be ..., got ...' for the first refused one."""
+    for f in fields(config):
+        value = getattr(config, f.name)
+        try:
+            setattr(config, f.name, f.metadata["spec"].check(value))
+        except _Bad as bad:
+            raise ValueError(f"{type(config).__name__}.{f.name} must be "
+                             f"{f.metadata['spec'].accepts}, got {shown(value)}{bad.detail}"
+                             ) from None
+
+
 def spec_of(config: Any, name: str) -> Spec:
     """The spec of field ``name`` of a section (class or instance)."""
     return config.__dataclass_fields__[name].metadata["spec"]
@@ -410,36 +429,27 @@ class DenseUNetConfig:
     which the global colour and tone corrections of phone -> DSLR need.
     """
 
-    depth: int = 3
-    base_width: int = 16
-    growth_rate: int = 12
-    layers_per_block: int = 3
-    global_residual: bool = True
-    guided_radius: int = 0
-    guided_eps: float = 3e-4
+    depth: int = network_key(Int(0), 3)
+    base_width: int = network_key(Int(1), 16)
+    growth_rate: int = network_key(Int(1), 12)
+    layers_per_block: int = network_key(Int(1), 3)
+    global_residual: bool = network_key(Bool(), True)
+    guided_radius: int = network_key(Int(0, note="0: none"), 0)
+    guided_eps: float = network_key(Float(0.0, low_open=True), 3e-4)
 
     def __post_init__(self) -> None:
-        _check_positive(self, "base_width", "growth_rate", "layers_per_block")
-        if self.depth < 0:
-            raise ValueError(f"DenseUNetConfig.depth must be >= 0, got {self.depth}")
-        if not self.guided_eps > 0:
-            raise ValueError(f"DenseUNetConfig.guided_eps must be > 0, got {self.guided_eps}")
-        if self.guided_radius < 0:
-            raise ValueError(f"DenseUNetConfig.guided_radius must be >= 0, "
-                             f"got {self.guided_radius}")
+        _check_network_fields(self)
 
 
 @dataclass
 class DpedResNetConfig:
     """DPED's generator (Ignatov et al., ICCV 2017): width channels, ``blocks`` residual blocks."""
 
-    width: int = 64
-    blocks: int = 4
+    width: int = network_key(Int(1), 64)
+    blocks: int = network_key(Int(0), 4)
 
     def __post_init__(self) -> None:
-        _check_positive(self, "width")
-        if self.blocks < 0:
-            raise ValueError(f"DpedResNetConfig.blocks must be >= 0, got {self.blocks}")
+        _check_network_fields(self)
 
 
 @dataclass
@@ -454,25 +464,15 @@ class DiscriminatorConfig:
         "highpass": the luma minus its 5x5 box mean: texture alone, without the brightness.
     """
 
-    width: int = 32
-    layers: int = 4
-    pool: int = 6
-    input: str = "rgb"
+    width: int = network_key(Int(1), 32)
+    layers: int = network_key(Int(1), 4)
+    pool: int = network_key(Int(1), 6)
+    input: str = network_key(Choice(*D_INPUTS), "rgb")
 
     INPUTS: ClassVar[tuple[str, ...]] = D_INPUTS
 
     def __post_init__(self) -> None:
-        _check_positive(self, "width", "layers", "pool")
-        if self.input not in self.INPUTS:
-            raise ValueError(f"DiscriminatorConfig.input must be one of {', '.join(self.INPUTS)}, "
-                             f"got {self.input!r}")
-
-
-def _check_positive(config: Any, *names: str) -> None:
-    for name in names:
-        value = getattr(config, name)
-        if value < 1:
-            raise ValueError(f"{type(config).__name__}.{name} must be >= 1, got {value}")
+        _check_network_fields(self)
 
 
 # -- the sections of params.yaml, in its order ---------------------------------------------------
@@ -542,19 +542,20 @@ class ModelConfig:
 
     SECTION: ClassVar[str] = "model"
 
+    # The generator's and the discriminator's keys take what their network configs take.
     generator: str = key(Choice(*GENERATORS))
-    depth: int = key(Int(0))
-    base_width: int = key(Int(1))
-    growth_rate: int = key(Int(1))
-    layers_per_block: int = key(Int(1))
-    global_residual: bool = key(Bool())
-    guided_radius: int = key(Int(0, note="0: none"))
-    guided_eps: float = key(Float(0.0, low_open=True))
-    resnet_width: int = key(Int(1))
-    resnet_blocks: int = key(Int(0))
-    d_width: int = key(Int(1))
-    d_layers: int = key(Int(1))
-    d_input: str = key(Choice(*D_INPUTS))
+    depth: int = key(spec_of(DenseUNetConfig, "depth"))
+    base_width: int = key(spec_of(DenseUNetConfig, "base_width"))
+    growth_rate: int = key(spec_of(DenseUNetConfig, "growth_rate"))
+    layers_per_block: int = key(spec_of(DenseUNetConfig, "layers_per_block"))
+    global_residual: bool = key(spec_of(DenseUNetConfig, "global_residual"))
+    guided_radius: int = key(spec_of(DenseUNetConfig, "guided_radius"))
+    guided_eps: float = key(spec_of(DenseUNetConfig, "guided_eps"))
+    resnet_width: int = key(spec_of(DpedResNetConfig, "width"))
+    resnet_blocks: int = key(spec_of(DpedResNetConfig, "blocks"))
+    d_width: int = key(spec_of(DiscriminatorConfig, "width"))
+    d_layers: int = key(spec_of(DiscriminatorConfig, "layers"))
+    d_input: str = key(spec_of(DiscriminatorConfig, "input"))
 
     def __post_init__(self) -> None:
         _check_fields(self)

@@ -98,3 +98,20 @@ def test_the_config_imports_only_the_standard_library():
                            "print(sorted(m for m in ('torch', 'numpy', 'gan.data') "
                            "if m in sys.modules))"], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr
+
+
+def test_a_network_field_and_its_params_key_share_one_spec_and_a_model_file_is_checked_too():
+    # The model section's keys take what the networks' configs take: the same spec objects, so
+    # a limit is stated once; and a config rebuilt from a model file is checked by them.
+    model_fields = {f.name: f for f in dataclasses.fields(ModelConfig)}
+    for key, (cls, name) in {"depth": (config.DenseUNetConfig, "depth"),
+                             "guided_eps": (config.DenseUNetConfig, "guided_eps"),
+                             "resnet_blocks": (config.DpedResNetConfig, "blocks"),
+                             "d_input": (DiscriminatorConfig, "input")}.items():
+        assert model_fields[key].metadata["spec"] is config.spec_of(cls, name), key
+    with pytest.raises(ValueError, match=r"^DenseUNetConfig.global_residual must be true or "
+                                         r"false, got 'yes'$"):
+        config.DenseUNetConfig(global_residual="yes")
+    with pytest.raises(ValueError, match=r"^DiscriminatorConfig.layers must be an integer >= 1"):
+        DiscriminatorConfig(layers=0)
+    assert config.DenseUNetConfig(depth=2.0).depth == 2  # normalised as params.yaml's keys are
