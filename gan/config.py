@@ -429,12 +429,12 @@ class DenseUNetConfig:
     which the global colour and tone corrections of phone -> DSLR need.
     """
 
-    depth: int = network_key(Int(0), 3)
-    base_width: int = network_key(Int(1), 16)
-    growth_rate: int = network_key(Int(1), 12)
-    layers_per_block: int = network_key(Int(1), 3)
+    depth: int = network_key(Int(0, 10), 3)
+    base_width: int = network_key(Int(1, 1024), 16)
+    growth_rate: int = network_key(Int(1, 1024), 12)
+    layers_per_block: int = network_key(Int(1, 64), 3)
     global_residual: bool = network_key(Bool(), True)
-    guided_radius: int = network_key(Int(0, note="0: none"), 0)
+    guided_radius: int = network_key(Int(0, 64, note="0: none"), 0)
     guided_eps: float = network_key(Float(0.0, low_open=True), 3e-4)
 
     def __post_init__(self) -> None:
@@ -445,8 +445,8 @@ class DenseUNetConfig:
 class DpedResNetConfig:
     """DPED's generator (Ignatov et al., ICCV 2017): width channels, ``blocks`` residual blocks."""
 
-    width: int = network_key(Int(1), 64)
-    blocks: int = network_key(Int(0), 4)
+    width: int = network_key(Int(1, 1024), 64)
+    blocks: int = network_key(Int(0, 64), 4)
 
     def __post_init__(self) -> None:
         _check_network_fields(self)
@@ -464,9 +464,9 @@ class DiscriminatorConfig:
         "highpass": the luma minus its 5x5 box mean: texture alone, without the brightness.
     """
 
-    width: int = network_key(Int(1), 32)
-    layers: int = network_key(Int(1), 4)
-    pool: int = network_key(Int(1), 6)
+    width: int = network_key(Int(1, 1024), 32)
+    layers: int = network_key(Int(1, 12, note="each halves the image"), 4)
+    pool: int = network_key(Int(1, 64), 6)
     input: str = network_key(Choice(*D_INPUTS), "rgb")
 
     INPUTS: ClassVar[tuple[str, ...]] = D_INPUTS
@@ -488,10 +488,10 @@ class DataConfig:
     urls: list[str] = key(Urls())  # mirrors of the DPED release, tried in order
     sha256: str | None = key(Sha256())  # normalised: stripped, lower case
     archive: str | None = key(LocalPath())
-    retries: int = key(Int(0))
+    retries: int = key(Int(0, 100))
     seed: int = key(Int(0))
-    sample_train_pairs: int = key(Int(1))
-    sample_test_pairs: int = key(Int(1))
+    sample_train_pairs: int = key(Int(1, 1_000_000))
+    sample_test_pairs: int = key(Int(1, 100_000))
     pirm_urls: list[str] = key(Urls())
     pirm_train: Any = key(IndexRanges("data.pirm_train"))  # as written; parse_split reads it
     pirm_test: Any = key(IndexRanges("data.pirm_test"))
@@ -517,12 +517,12 @@ class ExtractConfig:
 
     SECTION: ClassVar[str] = "extract"
 
-    patch: int = key(Int(1))  # side of DPED's patches; both sides of a pair must have it
+    patch: int = key(Int(1, 4096))  # side of DPED's patches; both sides of a pair must have it
     crop: int = key(Int(1, note="at most extract.patch"))  # side of the aligned patches
     max_shift: int = key(Int(0, note="at most (extract.patch - extract.crop) // 2"))
     min_ncc: float = key(Float(-1.0, 1.0))  # pairs whose aligned crops correlate less: dropped
     subpixel: bool = key(Bool())  # also record the sub-pixel shift (crops stay on the grid)
-    workers: int = key(Int(0, note="0: all cores"))  # how fast, not what comes out
+    workers: int = key(Int(0, 256, note="0: all cores"))  # how fast, not what comes out
 
     def __post_init__(self) -> None:
         _check_fields(self)
@@ -639,8 +639,8 @@ class TrainConfig:
 
     SECTION: ClassVar[str] = "train"
 
-    steps: int = key(Int(1))
-    batch_size: int = key(Int(1))
+    steps: int = key(Int(1, 100_000_000))
+    batch_size: int = key(Int(1, 4096, note="per process"))
     lr_g: float = key(Float(0.0, low_open=True))
     lr_d: float = key(Float(0.0, low_open=True))
     beta1: float = key(Float(0.0, 1.0, high_open=True))
@@ -649,10 +649,10 @@ class TrainConfig:
     device: str = key(Choice(*DEVICES))
     log_every: int = key(Int(1))
     val_every: int = key(Int(1))
-    val_patches: int = key(Int(1))
+    val_patches: int = key(Int(1, 100_000))
     checkpoint_every: int = key(Int(1))
     compile: bool = key(Bool())
-    gpus: int = key(Int(1))  # processes under torchrun (GPUs on CUDA; gloo processes on the CPU)
+    gpus: int = key(Int(1, 64))  # processes under torchrun (GPUs on CUDA; gloo processes on the CPU)
     precision: str = key(Choice(*PRECISIONS))  # autocast of G, D and VGG19 (gan.train.Trainer)
     ema: float = key(Float(0.0, 1.0, high_open=True, note="0: no average"))
     lr_cosine_steps: int = key(Int(0, note="0: constant lr"))  # N: a cosine to 0 over N steps
@@ -670,9 +670,9 @@ class EvaluateConfig:
 
     extra_models: list[str] = key(ModelList())
     device: str = key(Choice(*DEVICES))
-    batch_size: int = key(Int(1))
-    saved_patches: int = key(Int(1))
-    saved_photos: int = key(Int(1, note="the report shows at least one"))
+    batch_size: int = key(Int(1, 4096))
+    saved_patches: int = key(Int(1, 1000))
+    saved_photos: int = key(Int(1, 100, note="the report shows at least one"))
     clhe_white_balance: bool = key(Bool())
 
     def __post_init__(self) -> None:
@@ -686,11 +686,22 @@ class ReportConfig:
     SECTION: ClassVar[str] = "report"
 
     patches: int = key(Int(1, note="at most evaluate.saved_patches"))
-    crop: int = key(Int(1))
-    dpi: int = key(Int(1))
+    crop: int = key(Int(1, 4096))
+    dpi: int = key(Int(1, 1200))
 
     def __post_init__(self) -> None:
         _check_fields(self)
+
+
+def discriminator_layers_for(crop: int) -> int:
+    """The most stride-2 layers (3x3, padding 1: ceil(n / 2) each) a ``crop`` px patch feeds:
+    after that many its maps are one pixel, and each further layer only stacks convolutions on
+    a single pixel (60 of them sent the adversarial loss to NaN)."""
+    layers, size = 0, crop
+    while size >= 2:
+        size = -(-size // 2)
+        layers += 1
+    return max(layers, 1)
 
 
 @dataclass(frozen=True)
@@ -721,6 +732,13 @@ class Params:
                         else "an odd integer >= 3")
                 raise _refuse(loss, "msssim_win", f"{fits} ({MSSSIM_SCALES} MS-SSIM scales need "
                               f"(win - 1) * {span} + 1 <= the {extract.crop} px extract.crop)")
+        model = self.model
+        if isinstance(model, ModelConfig) and isinstance(extract, ExtractConfig):
+            deepest = discriminator_layers_for(extract.crop)
+            if model.d_layers > deepest:
+                raise _refuse(model, "d_layers", f"an integer in 1..{deepest} (each layer halves "
+                              f"the {extract.crop} px extract.crop; after {deepest} its maps are one "
+                              "pixel)")
         evaluate, report = self.evaluate, self.report
         if isinstance(evaluate, EvaluateConfig) and isinstance(report, ReportConfig):
             if report.patches > evaluate.saved_patches:

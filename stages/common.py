@@ -42,10 +42,24 @@ def fail(message: str) -> None:
     raise typer.Exit(1)
 
 
+# What asks a stage for memory: named when it runs out (params.yaml bounds each of these, but a
+# small machine can run out well inside the bounds).
+MEMORY_SETTINGS = {
+    "stages.train": "train.batch_size (or the model's widths: model.base_width, "
+                    "model.growth_rate, model.d_width)",
+    "stages.evaluate": "evaluate.batch_size",
+    "stages.extract": "extract.workers",
+    "stages.report": "report.dpi or report.crop",
+    "stages.enhance": "--tile (or use --method clhe / npea)",
+    "stages.export": "the model's size",
+}
+
+
 def reports_write_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a stage command so that a failed write (full disk, quota, file size limit,
     read-only file system) ends in one line naming the file and the reason, exit code 1, not a
-    traceback. What was half-written is already gone: every output goes through gan.fsio."""
+    traceback, and so does running out of memory (naming the settings that ask for it). What
+    was half-written is already gone: every output goes through gan.fsio."""
     @functools.wraps(command)  # Typer reads the wrapped signature and docstring
     def command_reporting_write_errors(*args: Any, **kwargs: Any) -> Any:
         from gan.fsio import WriteError, as_write_error
@@ -57,4 +71,12 @@ def reports_write_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             if not isinstance(translated, WriteError):
                 raise
             fail(str(translated))
+        except (MemoryError, RuntimeError) as error:
+            # torch's CUDA / MPS out-of-memory errors are RuntimeErrors of their own class
+            if not (isinstance(error, MemoryError)
+                    or type(error).__name__ == "OutOfMemoryError"):
+                raise
+            detail = " ".join(str(error).split())[:120] or type(error).__name__
+            settings = MEMORY_SETTINGS.get(command.__module__, "the sizes in params.yaml")
+            fail(f"out of memory ({detail}); lower {settings}")
     return command_reporting_write_errors

@@ -135,3 +135,38 @@ def test_a_real_full_tmpfs(evaluated, tmp_path, stage):
     sizes, names = left[0::2], left[1::2]
     assert not [n for n in names if n.endswith(".tmp")], left
     assert "0" not in sizes, left  # no 0-byte outputs
+
+
+@pytest.mark.parametrize("module, error, says", [
+    ("stages.train", MemoryError("Unable to allocate 257. GiB for an array with shape "
+                                 "(10000000, 3, 96, 96)"), "lower train.batch_size"),
+    ("stages.report", MemoryError("std::bad_alloc"), "lower report.dpi or report.crop"),
+    ("stages.evaluate", type("OutOfMemoryError", (RuntimeError,), {})("CUDA out of memory.\n"
+                                                                       "Tried 2 GiB"),
+     "lower evaluate.batch_size"),
+])
+def test_running_out_of_memory_is_one_line_naming_the_settings(module, error, says, capsys):
+    import typer
+
+    from stages.common import reports_write_errors
+
+    def command():
+        raise error
+
+    command.__module__ = module
+    with pytest.raises(typer.Exit) as stopped:
+        reports_write_errors(command)()
+    assert stopped.value.exit_code == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("error: out of memory (") and says in err, err
+    assert " ".join(str(error).split())[:40] in err
+
+
+def test_other_runtime_errors_still_raise():
+    from stages.common import reports_write_errors
+
+    def command():
+        raise RuntimeError("a bug")
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        reports_write_errors(command)()

@@ -183,9 +183,29 @@ def test_a_bad_value_is_one_line_naming_the_key_and_the_value(key, value):
     ({"extract.crop": 64}, "loss.msssim_win must be an odd integer in 3..3"),  # (5-1)*16+1 > 64
     ({"extract.patch": 96}, "extract.max_shift 2 must lie in 0..0"),
     ({"evaluate.saved_patches": 4}, "report.patches must be an integer in 1..4"),
+    ({"model.d_layers": 8}, "model.d_layers must be an integer in 1..7 (each layer halves the "
+                            "96 px extract.crop; after 7 its maps are one pixel), got 8"),
 ])
 def test_keys_that_limit_each_other(changes, says):
     assert says in refusal(changed(changes))
+
+
+# Sizes that would ask for more memory or processes than any machine has (the hostile probe's
+# cases: a 257 GiB batch, matplotlib's bad_alloc, 100,000 worker processes, a 60-layer D that
+# went to NaN) are refused before any work, naming the key and its bound.
+@pytest.mark.parametrize("key, value, says", [
+    ("train.batch_size", 10_000_000, "train.batch_size must be an integer in 1..4096 (per "
+                                     "process), got 10000000"),
+    ("report.dpi", 100_000, "report.dpi must be an integer in 1..1200, got 100000"),
+    ("extract.workers", 100_000, "extract.workers must be an integer in 0..256 (0: all cores)"),
+    ("model.d_layers", 60, "model.d_layers must be an integer in 1..12 (each halves the image)"),
+    ("evaluate.batch_size", 1 << 40, "evaluate.batch_size must be an integer in 1..4096"),
+    ("data.sample_train_pairs", 10**9, "data.sample_train_pairs must be an integer in "
+                                       "1..1000000"),
+    ("model.base_width", 100_000, "model.base_width must be an integer in 1..1024"),
+])
+def test_a_size_beyond_any_machine_is_refused_naming_the_key(key, value, says):
+    assert says in refusal(changed({key: value}))
 
 
 def test_what_a_key_accepts_beside_it_is_fine():
