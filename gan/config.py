@@ -26,6 +26,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import reprlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -67,6 +68,12 @@ class ConfigError(ValueError):
         super().__init__(said or f"{key} must be {accepts}, got {shown(value)}{detail}")
 
 
+_SHORT = reprlib.Repr()  # a repr that stops early: a huge or deeply shared value costs nothing
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict = 3, 8, 8
+_SHORT.maxstring = _SHORT.maxother = 78
+MAX_VALUES = 10_000  # values a setting may hold (nested lists and mappings counted, aliases too)
+
+
 def shown(value: Any) -> str:
     """A value as one short line: YAML's words for null and booleans, repr otherwise (at most
     80 characters: a pasted blob must not flood the message)."""
@@ -74,8 +81,25 @@ def shown(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    text = repr(value)
+    text = repr(value) if isinstance(value, str) else " ".join(_SHORT.repr(value).split())
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def too_large(value: Any, limit: int = MAX_VALUES) -> bool:
+    """Whether ``value`` holds more than ``limit`` values once YAML's aliases are expanded (an
+    alias bomb: a few lines that expand to billions). Stops counting at the limit."""
+    pending, count = [value], 0
+    while pending:
+        item = pending.pop()
+        count += 1
+        if count > limit:
+            return True
+        if isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            pending.extend(item)
+    return False
 
 
 # -- what a key takes ------------------------------------------------------------------------
@@ -768,6 +792,9 @@ class Params:
                 if k not in keys:
                     raise _unknown(str(k), keys, f"a key of the {name} section", "its keys are",
                                    prefix=f"{name}.")
+                if too_large(values[k]):
+                    raise ConfigError(said=f"{name}.{k} holds more than {MAX_VALUES:,} values: "
+                                           "too large to be a setting")
             for k in keys:
                 if k not in values:
                     raise ConfigError(said=f"{name}.{k} is missing "

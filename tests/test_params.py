@@ -348,3 +348,27 @@ def test_an_unknown_key_stops_a_stage_with_the_suggestion(tmp_path):
     assert result.output.strip() == (f"error: {params}: train.stepz is not a key of the train "
                                      "section; did you mean train.steps?")
     assert not Path(tmp_path / "raw").exists()
+
+
+def test_a_yaml_alias_bomb_is_refused_as_too_large_in_one_short_line(tmp_path):
+    # Ten lines whose aliases expand to 9 ** 10 URLs: counting stops at the limit, and no
+    # message ever prints the value whole (it used to end in a MemoryError inside the check).
+    levels = ['&a ["https://x.example/1", "https://x.example/2", "https://x.example/3", '
+              '"https://x.example/4", "https://x.example/5", "https://x.example/6", '
+              '"https://x.example/7", "https://x.example/8", "https://x.example/9"]']
+    for prev, name in zip("abcdefghi", "bcdefghij"):
+        levels.append(f"&{name} [{', '.join([f'*{prev}'] * 9)}]")
+    params = copy.deepcopy(PARAMS)
+    params["data"]["urls"] = "BOMB"
+    text = yaml.safe_dump(params, sort_keys=False).replace("urls: BOMB",
+                                                           f"urls: [{', '.join(levels)}]")
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    bomb = yaml.safe_load(text)["data"]["urls"]
+    assert len(bomb) == 10 and len(bomb[-1]) == 9  # the bomb is there, unexpanded
+    with pytest.raises(ParamsError) as refused:
+        load_params(path)
+    assert str(refused.value) == (f"{path}: data.urls holds more than 10,000 values: too large "
+                                  "to be a setting")
+    from gan.config import shown
+    assert len(shown(bomb)) <= 80
