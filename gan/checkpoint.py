@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from gan.config import GENERATORS, shown
 from gan.errors import first_line
 from gan.fsio import write_bytes
 
@@ -79,7 +80,26 @@ def read_generator(path: Path) -> dict[str, Any]:
     missing = [k for k in ("kind", "config", "state_dict") if k not in payload]
     if missing:
         raise CheckpointError(f"{path}: generator checkpoint lacks {', '.join(missing)}")
+    problem = _field_problem(payload)
+    if problem:
+        raise CheckpointError(f"{path}: cannot be loaded as a generator: {problem}")
     return payload
+
+
+def _field_problem(payload: dict[str, Any]) -> str | None:
+    """What is wrong with a model file's fields (a file of the right format may still have been
+    written by something else, or edited), or None."""
+    kind, config, state = payload["kind"], payload["config"], payload["state_dict"]
+    if not isinstance(kind, str) or kind not in GENERATORS:
+        return f"'kind' is {shown(kind)}, not one of {', '.join(GENERATORS)}"
+    if not isinstance(config, dict) or not all(isinstance(k, str) for k in config):
+        return f"'config' is {shown(config)}, not a mapping of the generator's settings"
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        return "'state_dict' is not a mapping of parameter names to tensors"
+    if not isinstance(payload.get("provenance", {}), dict):
+        return f"'provenance' is {shown(payload['provenance'])}, not a mapping"
+    return None
 
 
 def load_generator(path: Path, device: str | torch.device = "cpu") -> nn.Module:
@@ -89,8 +109,13 @@ def load_generator(path: Path, device: str | torch.device = "cpu") -> nn.Module:
     payload = read_generator(path)
     try:
         generator = build_generator(payload["kind"], payload["config"])
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path}: cannot be loaded as a generator: its config does not "
+                              f"describe a {payload['kind']} generator: {first_line(exc, 300)}"
+                              ) from None
+    try:
         generator.load_state_dict(payload["state_dict"])
-    except (ValueError, RuntimeError, KeyError) as exc:
+    except (ValueError, RuntimeError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{path}: the weights do not fit a {payload['kind']} generator: "
                               f"{first_line(exc, 300)}") from None
     return generator.to(device).eval()

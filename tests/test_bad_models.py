@@ -16,13 +16,30 @@ from tests.test_evaluate_report import evaluate_args, workspace  # noqa: F401
 TINY = {"depth": 1, "base_width": 8, "growth_rate": 4, "layers_per_block": 2}
 
 
-@pytest.fixture(params=["empty", "truncated", "garbage"])
+# A model file of the right format whose fields were written by something else (the hostile
+# probe's kind: ["dense_unet"] ended in "TypeError: unhashable type" in enhance and evaluate).
+FIELDS = {
+    "kind_list": {"kind": ["dense_unet"]},
+    "kind_unknown": {"kind": "unet"},
+    "config_list": {"config": [1, 2]},
+    "config_value": {"config": {**TINY, "depth": "deep"}},
+    "config_key": {"config": {**TINY, "width_x": 3}},
+    "state_strings": {"state_dict": {"w": "not a tensor"}},
+    "provenance_text": {"provenance": "made by hand"},
+}
+
+
+@pytest.fixture(params=["empty", "truncated", "garbage", *FIELDS])
 def bad_model(request, tmp_path):
     path = tmp_path / f"{request.param}.pt"
     if request.param == "empty":
         path.write_bytes(b"")
     elif request.param == "garbage":
         path.write_bytes(b"\x00\x01 not a checkpoint " * 50)
+    elif request.param in FIELDS:
+        save_generator(path, build_generator("dense_unet", TINY), {})
+        payload = torch.load(path, weights_only=True)
+        torch.save({**payload, **FIELDS[request.param]}, path)
     else:
         save_generator(path, build_generator("dense_unet", TINY), {})
         path.write_bytes(path.read_bytes()[:2000])
