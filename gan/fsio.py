@@ -84,7 +84,7 @@ def remove_stale_temporaries(folder: Path | str) -> list[Path]:
     removed = []
     try:
         entries = list(os.scandir(folder))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # nothing there to clean
         return removed
     for entry in entries:
         match = _TEMPORARY.match(entry.name)

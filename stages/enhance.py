@@ -69,6 +69,8 @@ def main(
     if out is None and not suffix:
         fail("say where the photos go: -o FOLDER, or --suffix (e.g. _enhanced) to write each "
              "beside its input")
+    if out is not None and out.exists() and not out.is_dir():
+        fail(f"-o {out}: exists and is not a folder; -o names the folder the photos go to")
     if any(c in suffix for c in "/\\") or suffix in (".", ".."):
         fail(f"--suffix {suffix!r}: a suffix is part of a file name, without / or \\")
     if ext and ("." + ext.lower().lstrip(".")) not in SUFFIXES:

@@ -289,6 +289,17 @@ def test_without_o_or_suffix_the_destination_is_asked_for(model, photos):
     assert code == 1 and "without /" in output
 
 
+def test_an_output_that_is_a_file_is_one_line_and_the_file_is_kept(model, photos, tmp_path):
+    existing = tmp_path / "existing.txt"  # the hostile probe's 44-line NotADirectoryError
+    existing.write_text("notes")
+    code, output = enhance(str(photos / "a.jpg"), "-o", str(existing), "--model", str(model))
+    assert code == 1 and "Traceback" not in output
+    assert f"-o {existing}: exists and is not a folder" in output
+    assert existing.read_text() == "notes"
+    from gan.fsio import remove_stale_temporaries
+    assert remove_stale_temporaries(existing) == []  # nothing to clean in a file
+
+
 def test_a_device_that_is_not_there_is_one_line(model, photos, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA GPU")
