@@ -97,6 +97,12 @@ def _field_problem(payload: dict[str, Any]) -> str | None:
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
                                               for k, v in state.items()):
         return "'state_dict' is not a mapping of parameter names to tensors"
+    broken = [name for name, tensor in state.items()
+              if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+    if broken:
+        more = f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""
+        return (f"its weights hold NaN or infinite values ({broken[0]}{more}): the run that "
+                "saved it diverged")
     if not isinstance(payload.get("provenance", {}), dict):
         return f"'provenance' is {shown(payload['provenance'])}, not a mapping"
     return None

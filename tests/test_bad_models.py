@@ -29,13 +29,18 @@ FIELDS = {
 }
 
 
-@pytest.fixture(params=["empty", "truncated", "garbage", *FIELDS])
+@pytest.fixture(params=["empty", "truncated", "garbage", "nan_weights", *FIELDS])
 def bad_model(request, tmp_path):
     path = tmp_path / f"{request.param}.pt"
     if request.param == "empty":
         path.write_bytes(b"")
     elif request.param == "garbage":
         path.write_bytes(b"\x00\x01 not a checkpoint " * 50)
+    elif request.param == "nan_weights":  # a diverged run's generator: enhance wrote black
+        generator = build_generator("dense_unet", TINY)
+        with torch.no_grad():
+            next(iter(generator.parameters())).fill_(float("nan"))
+        save_generator(path, generator, {})
     elif request.param in FIELDS:
         save_generator(path, build_generator("dense_unet", TINY), {})
         payload = torch.load(path, weights_only=True)

@@ -300,6 +300,20 @@ def test_an_output_that_is_a_file_is_one_line_and_the_file_is_kept(model, photos
     assert remove_stale_temporaries(existing) == []  # nothing to clean in a file
 
 
+def test_a_non_finite_output_is_an_error_naming_the_model_and_nothing_is_written(
+        model, photos, tmp_path, monkeypatch):
+    # Finite weights can still overflow (fp16, a wild input): a NaN would be written as black.
+    import gan.deploy.inference
+    monkeypatch.setattr(gan.deploy.inference, "enhance_array",
+                        lambda generator, rgb, *args, **kwargs: np.full(rgb.shape, np.nan,
+                                                                        np.float32))
+    code, output = enhance(str(photos / "a.jpg"), "-o", str(tmp_path / "out"), "--model",
+                           str(model))
+    assert code == 1 and "Traceback" not in output
+    assert f"{model}: the generator's output is not finite" in output
+    assert not (tmp_path / "out" / "a.jpg").exists()
+
+
 def test_a_device_that_is_not_there_is_one_line(model, photos, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA GPU")

@@ -91,8 +91,22 @@ def generator_enhancer(model: str, device: str, tile: int, overlap: int,
     generator = load_generator(resolve_model(model), torch_device)
 
     def run_generator(rgb, on_tile=None):
-        return enhance_array(generator, rgb, torch_device, tile, overlap, on_tile, dtype)
+        return finite_output(enhance_array(generator, rgb, torch_device, tile, overlap, on_tile,
+                                           dtype), model)
     return run_generator
+
+
+class ModelOutputError(RuntimeError):
+    """The generator's output holds NaN or infinity (nothing of it is written)."""
+
+
+def finite_output(enhanced: np.ndarray, model: str) -> np.ndarray:
+    """``enhanced`` itself, or ModelOutputError naming the model: a NaN becomes black when
+    quantised, and the photo would be written as if all were well."""
+    if not np.isfinite(enhanced).all():
+        raise ModelOutputError(f"{model}: the generator's output is not finite (NaN or "
+                               "infinity); nothing was written")
+    return enhanced
 
 
 def onnx_enhancer(model: str, device: str, precision: str, tile: int, overlap: int) -> Enhance:
@@ -110,7 +124,8 @@ def onnx_enhancer(model: str, device: str, precision: str, tile: int, overlap: i
     generator = OnnxGenerator(model)
 
     def run_onnx(rgb, on_tile=None):
-        return enhance_array(generator, rgb, torch.device("cpu"), tile, overlap, on_tile)
+        return finite_output(enhance_array(generator, rgb, torch.device("cpu"), tile, overlap,
+                                           on_tile), model)
     return run_onnx
 
 
@@ -251,7 +266,7 @@ def _run_job(job: Job, outcome: Outcome, enhance: Enhance, force: bool, quality:
         # e.g. an alpha channel a JPEG cannot hold: the photo is written, the user told
         notes = "; ".join(str(w.message) for w in caught)
         outcome.result = f"ok ({notes})" if notes else "ok"
-    except PhotoError as exc:
+    except (PhotoError, ModelOutputError) as exc:
         outcome.result = f"error: {exc}"
     except (MemoryError, RuntimeError) as exc:  # e.g. out of memory in a tile
         outcome.result = (f"error: {job.label}: {type(exc).__name__}: "
