@@ -102,6 +102,14 @@ def test_a_pinned_checksum_that_does_not_match_is_refused(tmp_path, dped_zip):
     assert not (tmp_path / "raw" / "dped.zip").exists()
 
 
+def test_a_pin_with_a_folder_is_refused_not_ignored(tmp_path, dped_folder):
+    result = run_download(tmp_path, source="dped", archive=str(dped_folder), sha256="ab" * 32)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"data.archive: {dped_folder} is a folder, which has no sha256" in result.output
+    assert "set data.sha256 to null" in result.output
+    assert not (tmp_path / "raw" / "dped.zip").exists()
+
+
 def test_an_archive_without_the_phone_is_a_clear_error(tmp_path, dped_zip):
     result = run_download(tmp_path, source="dped", archive=str(dped_zip), phone="sony")
     assert result.exit_code == 1

@@ -119,6 +119,10 @@ def local_copy(archive: str, pin: str | None, what: str) -> tuple[Path, str | No
         raise FileNotFoundError(f"data.archive: {local} does not exist (give a zip, tar, "
                                 f"tar.gz or an extracted {what} folder)")
     digest = None
+    if local.is_dir() and pin:  # the pin would otherwise be ignored without a word
+        raise DownloadError(f"data.archive: {local} is a folder, which has no sha256 of its "
+                            "own, but data.sha256 pins one; set data.sha256 to null, or point "
+                            "data.archive at the archive file the pin is for")
     if local.is_file():
         digest = sha256_of(local)
         if pin and digest != pin:
