@@ -676,7 +676,7 @@ class TrainConfig:
     val_patches: int = key(Int(1, 100_000))
     checkpoint_every: int = key(Int(1))
     compile: bool = key(Bool())
-    gpus: int = key(Int(1, 64))  # processes under torchrun (GPUs on CUDA; gloo processes on the CPU)
+    gpus: int = key(Int(1, 64))  # processes under torchrun (GPUs on CUDA; gloo ones on the CPU)
     precision: str = key(Choice(*PRECISIONS))  # autocast of G, D and VGG19 (gan.train.Trainer)
     ema: float = key(Float(0.0, 1.0, high_open=True, note="0: no average"))
     lr_cosine_steps: int = key(Int(0, note="0: constant lr"))  # N: a cosine to 0 over N steps
@@ -761,8 +761,8 @@ class Params:
             deepest = discriminator_layers_for(extract.crop)
             if model.d_layers > deepest:
                 raise _refuse(model, "d_layers", f"an integer in 1..{deepest} (each layer halves "
-                              f"the {extract.crop} px extract.crop; after {deepest} its maps are one "
-                              "pixel)")
+                              f"the {extract.crop} px extract.crop; after {deepest} its maps "
+                              "are one pixel)")
         evaluate, report = self.evaluate, self.report
         if isinstance(evaluate, EvaluateConfig) and isinstance(report, ReportConfig):
             if report.patches > evaluate.saved_patches:

@@ -55,15 +55,41 @@ MEMORY_SETTINGS = {
 }
 
 
+def clear_dead_temporaries(paths: list[Path]) -> None:
+    """Remove what writers killed outright (kill -9, power loss) left beside the files a stage
+    reads and writes: the hidden temporaries gan.fsio writes before its rename, whose process is
+    gone (a live run's are kept). A folder is cleared with its subfolders, a file's folder
+    alone. Says where it removed some."""
+    import os
+
+    import typer
+
+    from gan.fsio import remove_stale_temporaries
+
+    folders: set[Path] = set()
+    for path in paths:
+        if path.is_dir():
+            folders.update(Path(root) for root, _, _ in os.walk(path))
+        else:
+            folders.add(path.parent)
+    for folder in sorted(folders):
+        removed = remove_stale_temporaries(folder)
+        if removed:
+            typer.secho(f"{folder}: removed {len(removed)} temporary file(s) that a killed run "
+                        "left behind", fg=typer.colors.YELLOW, err=True)
+
+
 def reports_write_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a stage command so that a failed write (full disk, quota, file size limit,
     read-only file system) ends in one line naming the file and the reason, exit code 1, not a
     traceback, and so does running out of memory (naming the settings that ask for it). What
-    was half-written is already gone: every output goes through gan.fsio."""
+    was half-written is already gone: every output goes through gan.fsio, and the temporaries
+    of a writer killed outright are removed before the command runs (clear_dead_temporaries)."""
     @functools.wraps(command)  # Typer reads the wrapped signature and docstring
     def command_reporting_write_errors(*args: Any, **kwargs: Any) -> Any:
         from gan.fsio import WriteError, as_write_error
 
+        clear_dead_temporaries([v for v in (*args, *kwargs.values()) if isinstance(v, Path)])
         try:
             return command(*args, **kwargs)
         except OSError as error:

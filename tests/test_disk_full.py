@@ -9,6 +9,7 @@ tmpfs in a private mount namespace (``unshare -rm``), where the machine allows o
 from __future__ import annotations
 
 import errno
+import os
 import shutil
 import subprocess
 import sys
@@ -170,3 +171,34 @@ def test_other_runtime_errors_still_raise():
 
     with pytest.raises(RuntimeError, match="a bug"):
         reports_write_errors(command)()
+
+
+def test_a_stage_removes_what_a_killed_writer_left_and_keeps_a_live_ones(tmp_path, capsys):
+    # kill -9 during a checkpoint or model write leaves gan.fsio's hidden temporary inside a
+    # DVC output for ever; every stage now clears its folders' dead writers' temporaries first.
+    from stages.common import reports_write_errors
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead = int(gone.stdout)
+    checkpoints = tmp_path / "models" / "checkpoints"
+    samples = tmp_path / "data" / "eval" / "full_size" / "ours"
+    checkpoints.mkdir(parents=True)
+    samples.mkdir(parents=True)
+    left = [checkpoints / f".last.pt.{dead}-0123456789ab.tmp",
+            tmp_path / "models" / f".generator.pt.{dead}-0123456789ab.tmp",
+            samples / f".0.png.{dead}-0123456789ab.tmp"]
+    live = checkpoints / f".last.pt.{os.getpid()}-0123456789ab.tmp"
+    for path in (*left, live):
+        path.write_bytes(b"half")
+    seen = []
+
+    def command(model: Path, checkpoint: Path, out: Path):
+        seen.extend(p.exists() for p in left)
+
+    reports_write_errors(command)(model=tmp_path / "models" / "generator.pt",
+                                  checkpoint=checkpoints / "last.pt",
+                                  out=tmp_path / "data" / "eval")
+    assert seen == [False, False, False] and live.exists()
+    err = capsys.readouterr().err
+    assert f"{checkpoints}: removed 1 temporary file(s) that a killed run left behind" in err
