@@ -144,11 +144,13 @@ def print_page(page) -> None:
 
 
 def print_summary(outcomes) -> None:
-    """A plain table: file, size, seconds, result."""
-    from gan.deploy.batch import summary_rows
+    """A plain table: file, size, seconds, result; then what was skipped, and why."""
+    from gan.deploy.batch import skipped_lines, summary_rows
 
     for row in summary_rows(outcomes):
         typer.echo(row)
+    for line in skipped_lines(outcomes):
+        typer.secho(line, fg=typer.colors.YELLOW)
 
 
 def cli() -> None:

@@ -118,18 +118,37 @@ def test_the_pixel_limit_refuses_a_decompression_bomb(model, photos, tmp_path):
     assert "a.jpg" in output and not (tmp_path / "out" / "a.jpg").exists()
 
 
-def test_an_existing_output_needs_force(model, photos, tmp_path):
+def test_an_existing_output_is_skipped_and_counted_and_force_redoes_it(model, photos,
+                                                                        tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "a.jpg").write_bytes(b"keep me")
     code, output = enhance(str(photos / "a.jpg"), "-o", str(out), "--model", str(model))
-    assert code == 1 and "--force" in output
+    assert code == 0, output  # a rerun over a shoot is not a failure
+    assert "1 skipped: already enhanced (--force redoes it): a.jpg" in output
     assert (out / "a.jpg").read_bytes() == b"keep me"
     code, output = enhance(str(photos / "a.jpg"), "-o", str(out), "--model", str(model),
                            "--force")
     assert code == 0, output
     with Image.open(out / "a.jpg") as im:
         assert im.size == (160, 120)
+
+
+def test_a_folder_scan_says_what_it_skipped_and_why(model, tmp_path):
+    shoot = tmp_path / "shoot"
+    shoot.mkdir()
+    Image.new("RGB", (40, 30), (90, 120, 30)).save(shoot / "photo.jpg")
+    Image.new("P", (40, 30)).save(shoot / "palette.gif")
+    frames = [Image.new("RGB", (40, 30), c) for c in ((255, 0, 0), (0, 0, 255))]
+    frames[0].save(shoot / "anim.gif", save_all=True, append_images=frames[1:])
+    (shoot / ".DS_Store").write_bytes(b"finder")  # hidden files are not the user's photos
+    code, output = enhance(str(shoot), "-o", str(tmp_path / "out"), "--model", str(model))
+    assert code == 0, output
+    assert "2 skipped: not a format enhance reads: anim.gif, palette.gif" in output
+    assert ".DS_Store" not in output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["photo.jpg"]
+    code, output = enhance(str(shoot), "-o", str(tmp_path / "out"), "--model", str(model))
+    assert code == 0 and "1 skipped: already enhanced (--force redoes it): photo.jpg" in output
 
 
 def test_the_input_is_never_overwritten(model, photos):

@@ -41,6 +41,11 @@ class Job:
     target: Path | None
     label: str  # what the user typed or the file found, for the summary
     problem: str = ""
+    skip: str = ""  # why this file is passed over (not a failure): NOT_A_PHOTO, ALREADY_DONE
+
+
+NOT_A_PHOTO = "not a format enhance reads"
+ALREADY_DONE = "already enhanced (--force redoes it)"
 
 
 @dataclass
@@ -53,6 +58,11 @@ class Outcome:
     @property
     def failed(self) -> bool:
         return self.result.startswith("error")
+
+    @property
+    def skipped(self) -> str:
+        """Why the photo was passed over, or ''."""
+        return self.result.removeprefix("skipped: ") if self.result.startswith("skipped") else ""
 
 
 class BatchInterrupted(KeyboardInterrupt):
@@ -152,13 +162,16 @@ def plan_jobs(inputs: list[str], out: Path | None, ext: str, suffix: str = "") -
     for given in inputs:
         path = Path(given)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file()
-                           and p.suffix.lower() in SUFFIXES
+            files = sorted(p for p in path.rglob("*") if p.is_file()
+                           and not p.name.startswith(".")  # hidden: .DS_Store, temporaries
                            # a rerun with --suffix must not enhance the last run's outputs
                            and not (suffix and p.stem.endswith(suffix)))
+            found = [p for p in files if p.suffix.lower() in SUFFIXES]
             if not found:
                 jobs.append(Job(None, None, given, f"{given}: no supported images in the folder"))
             jobs += [Job(p, target(p, p.relative_to(path)), str(p)) for p in found]
+            jobs += [Job(p, None, str(p), skip=NOT_A_PHOTO) for p in files
+                     if p.suffix.lower() not in SUFFIXES]
         elif path.exists() or not glob.has_magic(given):
             # A missing file is a job too: reading it gives the precise error for the summary.
             jobs.append(Job(path, target(path, Path(path.name)), given))
@@ -197,7 +210,7 @@ def clean_output_folders(jobs: list[Job]) -> list[tuple[Path, int]]:
     """Remove the temporary files a killed run left in the jobs' output folders (gan.fsio
     knows a live run's from a dead one's); each folder that had some, and how many."""
     cleaned = []
-    for folder in sorted({job.target.parent for job in jobs if not job.problem}):
+    for folder in sorted({job.target.parent for job in jobs if job.target and not job.problem}):
         removed = remove_stale_temporaries(folder)
         if removed:
             cleaned.append((folder, len(removed)))
@@ -246,8 +259,8 @@ def _run_job(job: Job, outcome: Outcome, enhance: Enhance, force: bool, quality:
     if job.problem:
         outcome.result = f"error: {job.problem}"
         return None
-    if job.target.exists() and not force:
-        outcome.result = f"error: {job.target} exists; pass --force to overwrite it"
+    if job.skip or (job.target.exists() and not force):
+        outcome.result = f"skipped: {job.skip or ALREADY_DONE}"
         return None
     began = time.perf_counter()
     try:
@@ -287,6 +300,20 @@ def _close(page: ComparePage | None) -> None:
     """Put the page in place; one without a photo is not written (see ComparePage.close)."""
     if page is not None:
         page.close()
+
+
+def skipped_lines(outcomes: list[Outcome], names: int = 5) -> list[str]:
+    """One line per reason photos were passed over: how many, why, and the first few."""
+    by_reason: dict[str, list[str]] = {}
+    for outcome in outcomes:
+        if outcome.skipped:
+            by_reason.setdefault(outcome.skipped, []).append(Path(outcome.label).name)
+    lines = []
+    for reason, labels in by_reason.items():
+        shown = ", ".join(labels[:names]) + (f" and {len(labels) - names} more"
+                                              if len(labels) > names else "")
+        lines.append(f"{len(labels)} skipped: {reason}: {shown}")
+    return lines
 
 
 def summary_rows(outcomes: list[Outcome]) -> list[str]:
