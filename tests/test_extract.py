@@ -53,6 +53,42 @@ def test_output_does_not_depend_on_the_number_of_workers(sample_zip, tmp_path):
     assert not (tmp_path / "two" / ".spill").exists()
 
 
+def test_a_full_disk_in_a_worker_names_the_file_it_could_not_write(sample_zip, tmp_path,
+                                                                    monkeypatch):
+    # A worker's failed write() carries no file name: the stage said "an output file".
+    import errno
+
+    import gan.data.extract
+    from gan.fsio import as_write_error
+
+    real_open = open
+
+    class FullDisk:
+        def __init__(self, file):
+            self.file = file
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.file.close()
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def open_on_a_full_disk(path, mode="r", *args, **kwargs):
+        opened = real_open(path, mode, *args, **kwargs)
+        return FullDisk(opened) if ".spill" in str(path) and "w" in mode else opened
+
+    monkeypatch.setattr(gan.data.extract, "open", open_on_a_full_disk, raising=False)
+    with pytest.raises(OSError) as failed:  # the workers are forked: they see the patch
+        run_extract(sample_zip[0], tmp_path / "out", workers=2)
+    assert failed.value.errno == errno.ENOSPC and ".spill" in failed.value.filename
+    message = str(as_write_error(failed.value.filename, failed.value))
+    assert message.startswith(str(tmp_path / "out" / ".spill")) and "no space left" in message
+    assert not (tmp_path / "out" / ".spill").exists()
+
+
 def test_kept_rows_hold_the_aligned_crops(sample_zip, tmp_path):
     archive, _ = sample_zip
     summary = run_extract(archive, tmp_path / "out", workers=1)

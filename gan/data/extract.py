@@ -151,8 +151,11 @@ def _run_chunk(args: tuple[int, list[Pair], ExtractConfig, Path]) -> SpilledChun
     files = {}
     for side, crops in (("phone", result.phone), ("dslr", result.dslr)):
         files[side] = spill_dir / f"{seq:07d}.{side}"
-        with open(files[side], "wb") as f:
-            f.write(crops.tobytes())
+        try:
+            with open(files[side], "wb") as f:
+                f.write(crops.tobytes())
+        except OSError as error:  # a failed write() names no file: name it for the parent
+            raise OSError(error.errno, error.strerror, str(files[side])) from None
     return SpilledChunk(result.rows, files, len(result.phone))
 
 
