@@ -42,15 +42,17 @@ def main(
     try:
         cfg = load_params(params).report
         rows, crop, dpi = cfg.patches, cfg.crop, cfg.dpi  # the settings, taken before any work
-        report = json.loads(metrics.read_text())
+        report = read_input(metrics, lambda p: json.loads(p.read_text()))
         samples = eval_dir / "patches"
-        methods = report["methods"]
-        images = {m: np.load(samples / f"{m}.npy") for m in methods}
-        images["dslr"] = np.load(samples / "dslr.npy")
-        indices = json.loads((samples / "index.json").read_text())
-        table = pd.read_csv(per_patch)
-        losses = pd.read_csv(curves / "losses.csv")
-        validation = pd.read_csv(curves / "validation.csv")
+        methods = report.get("methods") if isinstance(report, dict) else None
+        if not isinstance(methods, list):
+            raise ValueError(f"{metrics}: no list of 'methods': rerun the evaluate stage")
+        images = {m: read_input(samples / f"{m}.npy", np.load) for m in methods}
+        images["dslr"] = read_input(samples / "dslr.npy", np.load)
+        indices = read_input(samples / "index.json", lambda p: json.loads(p.read_text()))
+        table = read_input(per_patch, pd.read_csv)
+        losses = read_input(curves / "losses.csv", pd.read_csv)
+        validation = read_input(curves / "validation.csv", pd.read_csv)
         photos = full_size_photos(eval_dir / "full_size")
     except (ParamsError, OSError, KeyError, ValueError) as exc:
         fail(f"report: {exc}")
@@ -89,6 +91,19 @@ def full_size_photos(folder: Path) -> dict[str, dict]:
     if not photos:
         raise ValueError(f"{folder}: no saved full-size photos (evaluate.saved_photos is 0?)")
     return photos
+
+
+
+def read_input(path: Path, read):
+    """``read(path)``, any failure to read or parse it one ValueError naming the file (a JSON
+    or CSV error says where in the file, not which file)."""
+    try:
+        return read(path)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, EOFError, UnicodeDecodeError) as exc:
+        detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise ValueError(f"{path}: cannot be read: {detail}") from None
 
 
 if __name__ == "__main__":  # `python -m stages.report`: this stage alone, as dvc.yaml runs it

@@ -4,6 +4,7 @@ tested in test_dvc_workflow.py)."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -177,3 +178,26 @@ def test_full_size_photos_turn_to_jpeg_when_lossless_would_make_the_page_too_big
     assert "lossless PNG would have made the page" in small[0].note
     page = sum(len(u) for u in (small[0].before, *small[0].afters.values()))
     assert page < sum(len(u) for u in (lossless[0].before, *lossless[0].afters.values()))
+
+
+# The hostile probe's inputs whose errors named no file: each is one line naming the path now.
+@pytest.mark.parametrize("stage, file, content", [
+    ("report", ("metrics", "eval.json"), b'{"aligned": [1, 2'),
+    ("report", ("metrics", "eval_per_patch.csv"), b'"unclosed\n1,2\n'),
+    ("report", ("data", "eval", "patches", "dslr.npy"), b"\x93NUMPY\x09\x00garbage"),
+    ("evaluate", ("data", "patches", "test_phone.npy"), b"\x93NUMPY\x09\x00garbage"),
+    ("evaluate", ("data", "patches", "test_dslr.npy"), b""),
+])
+def test_a_garbage_input_file_is_one_line_naming_it(workspace, tmp_path, stage, file, content):
+    root = tmp_path / "copy"
+    shutil.copytree(workspace, root, symlinks=True)
+    if stage == "report":  # report reads what evaluate wrote
+        assert CliRunner().invoke(app, evaluate_args(root)).exit_code == 0
+    broken = root.joinpath(*file)
+    broken.unlink()  # (a hard link into the module's workspace otherwise)
+    broken.write_bytes(content)
+    args = evaluate_args(root) if stage == "evaluate" else report_args(root)
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and str(broken) in errors[0], result.output

@@ -16,6 +16,16 @@ import numpy as np
 import torch
 
 
+def _open_array(path: Path) -> np.ndarray:
+    """A patch array memory-mapped; a file that is not one is a ValueError naming it."""
+    try:
+        return np.load(path, mmap_mode="r")
+    except (ValueError, OSError, EOFError) as exc:
+        raise ValueError(f"{path}: not a readable .npy patch array "
+                         f"({' '.join(str(exc).split())[:160]}); rerun the extract stage "
+                         "(dvc repro extract)") from None
+
+
 class PatchPairs:
     """Phone/DSLR patch pairs of one split (``train`` or ``test``) in ``folder``.
 
@@ -35,8 +45,7 @@ class PatchPairs:
             if not path.exists():
                 raise FileNotFoundError(f"{path}: patch array missing; run the extract stage first "
                                         "(dvc repro extract)")
-        self.phone = np.load(paths[0], mmap_mode="r")
-        self.dslr = np.load(paths[1], mmap_mode="r")
+        self.phone, self.dslr = (_open_array(path) for path in paths)
         if self.phone.shape != self.dslr.shape or self.phone.ndim != 4 or self.phone.shape[-1] != 3:
             raise ValueError(f"{self.folder}: {split} arrays disagree or are not (N, H, W, 3): "
                              f"{self.phone.shape} vs {self.dslr.shape}")
