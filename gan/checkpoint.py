@@ -70,6 +70,9 @@ def read_generator(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such model file; train one with `dvc repro train` or "
                               "pass --model")
+    other = _other_kind_of_file(path)
+    if other:
+        raise CheckpointError(f"{path}: cannot be loaded as a generator checkpoint: {other}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # the unpickler raises many types; all mean "not loadable safely"
@@ -84,6 +87,27 @@ def read_generator(path: Path) -> dict[str, Any]:
     if problem:
         raise CheckpointError(f"{path}: cannot be loaded as a generator: {problem}")
     return payload
+
+
+def _other_kind_of_file(path: Path) -> str | None:
+    """What ``path`` is when it is plainly not a checkpoint (an ONNX export, a text file such as
+    a model card), and what to pass instead; None otherwise. torch's own message for these is a
+    page about its unpickler."""
+    if path.suffix.lower() == ".onnx":
+        return ("it is an exported ONNX model; run it with --engine auto or onnxruntime, or pass "
+                "the .pt checkpoint it was exported from to the torch engine")
+    with open(path, "rb") as handle:
+        head = handle.read(4096)
+    if head[:2] == b"PK" or head[:1] == b"\x80":  # zip (torch.save) or a legacy pickle
+        return None
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if head and b"\x00" not in head:
+        return ("it is a text file (a model card?); pass a .pt checkpoint, an exported .onnx "
+                "file or a registered name (models/pretrained/registry.json)")
+    return None
 
 
 def _field_problem(payload: dict[str, Any]) -> str | None:

@@ -41,8 +41,9 @@ def main(
     suffix: str = typer.Option("", help="added to each output's name before its extension, "
                                         "e.g. _enhanced; without -o the outputs go beside "
                                         "their inputs"),
-    model: str = typer.Option(DEFAULT_MODEL, help="generator (--method ours): a checkpoint file or "
-                              "a registered name (models/pretrained/registry.json)"),
+    model: str = typer.Option(DEFAULT_MODEL, help="generator (--method ours): a .pt checkpoint, "
+                              "an exported .onnx file or a registered name "
+                              "(models/pretrained/registry.json)"),
     method: EnhanceMethod = typer.Option(EnhanceMethod.ours, help="ours (the GAN), clhe or npea"),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N | mps (auto: a CUDA GPU, "
                                             "else Apple's MPS, else the CPU)"),

@@ -29,13 +29,15 @@ FIELDS = {
 }
 
 
-@pytest.fixture(params=["empty", "truncated", "garbage", "nan_weights", *FIELDS])
+@pytest.fixture(params=["empty", "truncated", "garbage", "text", "nan_weights", *FIELDS])
 def bad_model(request, tmp_path):
     path = tmp_path / f"{request.param}.pt"
     if request.param == "empty":
         path.write_bytes(b"")
     elif request.param == "garbage":
         path.write_bytes(b"\x00\x01 not a checkpoint " * 50)
+    elif request.param == "text":  # e.g. the model card passed as --model
+        path.write_text("# iphone-dped-mini\n\nA generator trained on ...\n")
     elif request.param == "nan_weights":  # a diverged run's generator: enhance wrote black
         generator = build_generator("dense_unet", TINY)
         with torch.no_grad():
@@ -79,3 +81,20 @@ def test_evaluate_names_a_bad_model(bad_model, workspace):  # noqa: F811
     args[args.index("--model") + 1] = str(bad_model)
     one_line_naming(CliRunner().invoke(app, args), bad_model)
     assert torch.is_grad_enabled()
+
+
+def test_a_text_file_or_an_onnx_export_given_to_torch_says_what_it_is(tmp_path):
+    photo = tmp_path / "in.png"
+    from PIL import Image
+    Image.new("RGB", (32, 32), (90, 120, 30)).save(photo)
+    card = tmp_path / "model-card.md"
+    card.write_text("# A model card\n")
+    onnx = tmp_path / "g.onnx"
+    onnx.write_bytes(b"\x08\x07\x12\x07pytorch")
+    for model, engine, says in ((card, "auto", "it is a text file (a model card?)"),
+                                (onnx, "torch", "it is an exported ONNX model")):
+        result = CliRunner().invoke(app, ["enhance", str(photo), "-o", str(tmp_path / "out"),
+                                          "--model", str(model), "--engine", engine,
+                                          "--no-progress"])
+        assert result.exit_code == 1 and "Weights only load failed" not in result.output
+        assert f"{model}: cannot be loaded as a generator checkpoint: {says}" in result.output
