@@ -2,7 +2,10 @@
 
     ppe export                                  # models/generator.pt -> models/generator.ts
     ppe export --format onnx                    # -> models/generator.onnx (needs the extra)
-    ppe export --model iphone-dped-mini         # the shipped model -> ./iphone-dped-mini.ts
+    ppe export --model iphone-dped-mini         # the shipped model -> models/iphone-dped-mini.ts
+
+Without --model it exports the pipeline's models/generator.pt, or the shipped model when none
+was trained (a fresh clone), and says which.
     ppe export --model other.pt --out /srv/enhancer.onnx --format onnx --force
 
 Outside the DAG, like enhance: a deployment step, run when a model is to be shipped. The file is
@@ -28,6 +31,7 @@ from stages.common import fail, reports_write_errors
 # in TorchScript; 1e-4 is 1/40 of an 8-bit grey level. Here, not in gan.deploy.export, because
 # --help shows it and that module imports torch.
 TOLERANCE = 1e-4
+TRAINED = "models/generator.pt"  # what the pipeline's train stage writes
 
 
 class Format(str, Enum):
@@ -37,8 +41,9 @@ class Format(str, Enum):
 
 @reports_write_errors
 def main(
-    model: str = typer.Option("models/generator.pt", help="trained generator checkpoint, or a "
-                              "registered name such as iphone-dped-mini"),
+    model: str | None = typer.Option(None, help="trained generator checkpoint, or a registered "
+                                     "name such as iphone-dped-mini (default: "
+                                     f"{TRAINED}, or the shipped model when none was trained)"),
     fmt: Format = typer.Option(Format.torchscript, "--format",
                                # No square brackets in help texts: Typer reads them as markup.
                                help="torchscript (needs only torch) or onnx (needs the "
@@ -57,14 +62,20 @@ def main(
     from gan.fsio import atomic_path
 
     fmt_name = fmt.value
+    if model is None:
+        from gan.deploy.pretrained import DEFAULT_MODEL
+
+        model = TRAINED if Path(TRAINED).exists() else DEFAULT_MODEL
+        if model == DEFAULT_MODEL:
+            typer.echo(f"no trained {TRAINED}: exporting the shipped model {DEFAULT_MODEL}")
     try:
         named = model in registry()
         model_path = resolve_model(model)
     except CheckpointError as exc:
         fail(str(exc))
-    if out is None:  # a registered model's export lands here, not among the shipped files
-        out = Path(model + SUFFIXES[fmt_name]) if named else model_path.with_suffix(
-            SUFFIXES[fmt_name])
+    if out is None:  # beside the model; a registered one's in models/, not among the shipped
+        out = (Path("models") / (model + SUFFIXES[fmt_name]) if named
+               else model_path.with_suffix(SUFFIXES[fmt_name]))
     model = model_path
     if out.resolve() == model.resolve():
         fail(f"{out}: the output would overwrite the model checkpoint; choose another --out")

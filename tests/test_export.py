@@ -302,3 +302,17 @@ def test_cli_onnx_without_the_extra(checkpoint, monkeypatch):
     assert "pip install 'ppe-gan[export]'" in output and "Traceback" not in output
     code, output = cli("--model", str(checkpoint), "--format", "onnx", "--no-check")
     assert code == 1 and "package(s) onnx, onnxscript, which" in output
+
+
+def test_cli_in_a_fresh_clone_exports_the_shipped_model_into_models(tmp_path, monkeypatch):
+    # No models/generator.pt yet: the shipped model is exported, into models/, never the
+    # working directory (it used to fail, and with --model NAME to write ./NAME.ts).
+    from gan.deploy.pretrained import DEFAULT_MODEL
+    monkeypatch.chdir(tmp_path)
+    code, output = cli("--no-check")
+    assert code == 0, output
+    assert f"no trained models/generator.pt: exporting the shipped model {DEFAULT_MODEL}" in output
+    assert (tmp_path / "models" / f"{DEFAULT_MODEL}.ts").is_file()
+    code, output = cli("--model", DEFAULT_MODEL, "--no-check", "--force")
+    assert code == 0, output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["models"]
