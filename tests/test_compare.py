@@ -152,6 +152,20 @@ def test_enhance_writes_the_page_of_the_photos_it_enhanced(model, photos, tmp_pa
     assert f"ours ({model.name})" in page.read_text()
 
 
+def test_the_page_captions_name_photos_relative_to_the_input(model, photos,  # noqa: F811
+                                                               tmp_path):
+    shoot = tmp_path / "shoot"
+    (shoot / "day2").mkdir(parents=True)
+    Image.open(photos / "a.jpg").save(shoot / "day2" / "b.jpg")
+    page = tmp_path / "compare.html"
+    code, out = enhance(str(shoot), str(photos / "a.jpg"), "-o", str(tmp_path / "out"),
+                        "--model", str(model), "--compare", str(page))
+    assert code == 0, out
+    html = page.read_text()
+    assert "day2/b.jpg" in html and ">a.jpg<" in html
+    assert str(tmp_path) not in html and str(photos) not in html  # no absolute paths
+
+
 def test_enhance_compare_refuses_a_non_html_name_and_an_existing_page(model, photos,  # noqa: F811
                                                                        tmp_path):
     code, out = enhance(str(photos / "a.jpg"), "-o", str(tmp_path), "--model", str(model),

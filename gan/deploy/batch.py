@@ -42,6 +42,7 @@ class Job:
     label: str  # what the user typed or the file found, for the summary
     problem: str = ""
     skip: str = ""  # why this file is passed over (not a failure): NOT_A_PHOTO, ALREADY_DONE
+    caption: str = ""  # its name relative to the input given (the compare page's caption)
 
 
 NOT_A_PHOTO = "not a format enhance reads"
@@ -169,18 +170,19 @@ def plan_jobs(inputs: list[str], out: Path | None, ext: str, suffix: str = "") -
             found = [p for p in files if p.suffix.lower() in SUFFIXES]
             if not found:
                 jobs.append(Job(None, None, given, f"{given}: no supported images in the folder"))
-            jobs += [Job(p, target(p, p.relative_to(path)), str(p)) for p in found]
+            jobs += [Job(p, target(p, p.relative_to(path)), str(p),
+                         caption=p.relative_to(path).as_posix()) for p in found]
             jobs += [Job(p, None, str(p), skip=NOT_A_PHOTO) for p in files
                      if p.suffix.lower() not in SUFFIXES]
         elif path.exists() or not glob.has_magic(given):
             # A missing file is a job too: reading it gives the precise error for the summary.
-            jobs.append(Job(path, target(path, Path(path.name)), given))
+            jobs.append(Job(path, target(path, Path(path.name)), given, caption=path.name))
         else:
             matches = sorted(Path(m) for m in glob.glob(given, recursive=True))
             files = [m for m in matches if m.is_file()]
             if not files:
                 jobs.append(Job(None, None, given, f"{given}: the pattern matches no file"))
-            jobs += [Job(m, target(m, Path(m.name)), str(m)) for m in files]
+            jobs += [Job(m, target(m, Path(m.name)), str(m), caption=m.name) for m in files]
     extension = "." + ext.lower().lstrip(".") if ext else None
     for job in jobs:
         if job.target is not None:
@@ -292,7 +294,8 @@ def _run_job(job: Job, outcome: Outcome, enhance: Enhance, force: bool, quality:
 
 def _add_to_page(page: ComparePage, job: Job, before: np.ndarray, after: np.ndarray,
                  label: str, seconds: float) -> None:
-    page.add(comparison(job.label, float_to_uint8(before), {label: float_to_uint8(after)},
+    page.add(comparison(job.caption or job.label, float_to_uint8(before),
+                        {label: float_to_uint8(after)},
                         note=f"{seconds:.1f} s"))
 
 
