@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import re
 
 import torch
@@ -28,6 +29,52 @@ def keep_freed_memory(mmap_threshold: int = 512 << 20, trim_threshold: int = 1 <
     m_trim_threshold, m_mmap_threshold = -1, -3  # from malloc.h
     return bool(libc.mallopt(m_mmap_threshold, mmap_threshold)
                 and libc.mallopt(m_trim_threshold, trim_threshold))
+
+
+THREADS_VARIABLE = "PPE_THREADS"  # the environment's say in how many CPU threads torch uses
+
+
+def choose_threads(requested: int = 0, auto: bool = True) -> int | None:
+    """CPU threads for torch: ``requested`` when > 0, else the PPE_THREADS environment
+    variable when set, else with ``auto`` the cores the other work on the machine leaves idle
+    (cores minus the other processes running now, at least 1), else None (torch's default:
+    every core). torch's threads spin while they wait, so on a busy machine all of them cost more than
+    one (bench/README.md, "enhance: threads"). ValueError names a bad PPE_THREADS."""
+    if requested > 0:
+        return requested
+    text = os.environ.get(THREADS_VARIABLE, "").strip()
+    if text:
+        if not text.isdigit() or int(text) < 1:
+            raise ValueError(f"{THREADS_VARIABLE}={text!r}: must be a whole number of threads "
+                             ">= 1 (or unset)")
+        return int(text)
+    if not auto:
+        return None
+    cores = os.cpu_count() or 1
+    return max(1, min(cores, cores - _other_runnable()))
+
+
+def _other_runnable(loadavg: str = "/proc/loadavg") -> int:
+    """Processes running or ready to run now, this one left out (Linux's /proc/loadavg counts
+    them at this instant; the 1-minute load average, where that file is missing, lags by up to
+    a minute and counts what just finished)."""
+    try:
+        with open(loadavg) as handle:
+            running = int(handle.read().split()[3].split("/")[0])
+        return max(0, running - 1)
+    except (OSError, ValueError, IndexError):
+        try:
+            return round(os.getloadavg()[0])
+        except OSError:  # no load average on this system
+            return 0
+
+
+def apply_threads(requested: int = 0, auto: bool = True) -> int:
+    """``choose_threads`` applied to torch; the number torch now uses."""
+    threads = choose_threads(requested, auto)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
 
 
 DEVICES = "auto, cpu, cuda, cuda:N or mps"

@@ -22,7 +22,7 @@ import torch
 import torch.distributed as dist
 
 from gan.fsio import write_text
-from gan.runtime import describe_device, keep_freed_memory, resolve_device
+from gan.runtime import apply_threads, describe_device, keep_freed_memory, resolve_device
 from gan.train import RunSpec, Trainer, TrainResult, init_distributed
 
 
@@ -37,6 +37,9 @@ def run_training(spec: RunSpec, data: Path, checkpoint: Path, curves: Path,
     from tqdm import tqdm
 
     keep_freed_memory()  # each step allocates the same large activations again (process-wide)
+    # Only when PPE_THREADS asks: the thread count can change a run's last bits, and a
+    # reproduced run must not depend on how busy the machine was when it started.
+    apply_threads(auto=False)
     distributed = init_distributed(resolve_device(spec.train.device).type)
     trainer = Trainer(spec, data, checkpoint, distributed)
     message = trainer.try_resume()

@@ -56,6 +56,8 @@ def main(
     quality: int = typer.Option(95, min=1, max=100, help="JPEG / WebP / HEIC / AVIF quality"),
     ext: str = typer.Option("", help="output format by suffix, e.g. png (default: the input's)"),
     force: bool = typer.Option(False, "--force", help="overwrite existing outputs"),
+    threads: int = typer.Option(0, min=0, help="CPU threads (0: $PPE_THREADS when set, else "
+                                "the cores other work leaves idle)"),
     max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, min=1,
                                    help="refuse photos with more pixels (decompression bombs)"),
     compare: Path | None = typer.Option(None, help="also write this HTML page: a before/after "
@@ -83,6 +85,9 @@ def main(
         if compare.exists() and not force:
             fail(f"--compare {compare} exists; pass --force to overwrite it")
     try:
+        from gan.runtime import apply_threads
+
+        apply_threads(threads)
         enhance = make_enhancer(method, model, device, tile, overlap, precision, engine)
     except (ValueError, RuntimeError) as exc:  # CheckpointError is a ValueError
         fail(str(exc))

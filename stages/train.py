@@ -60,7 +60,8 @@ def main(
             *(["--accept-worse"] if accept_worse else [])]))
     try:
         result, trainer = run_training(spec, data, checkpoint, curves, progress, say=typer.echo)
-    except (TrainingDiverged, VGGWeightsError, FileNotFoundError, RuntimeError) as exc:
+    except (TrainingDiverged, VGGWeightsError, FileNotFoundError, RuntimeError,
+            ValueError) as exc:  # ValueError: a patch array that is not one, a bad PPE_THREADS
         fail(str(exc))
     if trainer.dist.main:
         gain = result.validation["psnr"] - result.baseline["psnr"]

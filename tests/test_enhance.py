@@ -333,6 +333,19 @@ def test_a_non_finite_output_is_an_error_naming_the_model_and_nothing_is_written
     assert not (tmp_path / "out" / "a.jpg").exists()
 
 
+def test_threads_option_and_a_bad_ppe_threads(model, photos, tmp_path, monkeypatch):
+    before = torch.get_num_threads()
+    code, output = enhance(str(photos / "a.jpg"), "-o", str(tmp_path / "one"), "--model",
+                           str(model), "--threads", "1")
+    assert code == 0, output
+    assert torch.get_num_threads() == 1
+    torch.set_num_threads(before)  # (the test process's own setting, restored)
+    monkeypatch.setenv("PPE_THREADS", "0")
+    code, output = enhance(str(photos / "a.jpg"), "-o", str(tmp_path / "two"), "--model",
+                           str(model))
+    assert code == 1 and "PPE_THREADS='0': must be a whole number of threads >= 1" in output
+
+
 def test_a_device_that_is_not_there_is_one_line(model, photos, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA GPU")

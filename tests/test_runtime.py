@@ -53,3 +53,33 @@ def test_a_device_that_is_not_there_is_named(gpus, name, have, message):
 def test_an_unknown_device_lists_the_accepted_forms(name):
     with pytest.raises(ValueError, match="device must be auto, cpu, cuda, cuda:N or mps"):
         resolve_device(name)
+
+
+def test_threads_come_from_the_option_then_ppe_threads_then_the_idle_cores(monkeypatch):
+    from gan.runtime import THREADS_VARIABLE, choose_threads
+
+    monkeypatch.delenv(THREADS_VARIABLE, raising=False)
+    assert choose_threads(3) == 3
+    assert choose_threads(auto=False) is None  # train: torch's default unless asked
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    monkeypatch.setattr("gan.runtime._other_runnable", lambda: 6)
+    assert choose_threads() == 2  # 8 cores, 6 of them busy
+    monkeypatch.setattr("gan.runtime._other_runnable", lambda: 20)
+    assert choose_threads() == 1
+    monkeypatch.setattr("gan.runtime._other_runnable", lambda: 0)
+    assert choose_threads() == 8
+    monkeypatch.setenv(THREADS_VARIABLE, "4")
+    assert choose_threads() == 4 and choose_threads(auto=False) == 4 and choose_threads(2) == 2
+    monkeypatch.setenv(THREADS_VARIABLE, "many")
+    with pytest.raises(ValueError, match="PPE_THREADS='many': must be a whole number"):
+        choose_threads()
+
+
+def test_the_other_runnable_processes_are_read_from_proc_loadavg(tmp_path):
+    from gan.runtime import _other_runnable
+
+    loadavg = tmp_path / "loadavg"
+    loadavg.write_text("0.87 0.98 1.15 3/211 12345\n")
+    assert _other_runnable(str(loadavg)) == 2  # this process left out
+    loadavg.write_text("0.10 0.10 0.10 1/180 12345\n")
+    assert _other_runnable(str(loadavg)) == 0
