@@ -62,6 +62,8 @@ def main(
         result, trainer = run_training(spec, data, checkpoint, curves, progress, say=typer.echo)
     except (TrainingDiverged, VGGWeightsError, FileNotFoundError, RuntimeError,
             ValueError) as exc:  # ValueError: a patch array that is not one, a bad PPE_THREADS
+        if type(exc).__name__ == "OutOfMemoryError":  # CUDA's: named with its settings
+            raise
         fail(str(exc))
     if trainer.dist.main:
         gain = result.validation["psnr"] - result.baseline["psnr"]
