@@ -202,3 +202,26 @@ def test_a_stage_removes_what_a_killed_writer_left_and_keeps_a_live_ones(tmp_pat
     assert seen == [False, False, False] and live.exists()
     err = capsys.readouterr().err
     assert f"{checkpoints}: removed 1 temporary file(s) that a killed run left behind" in err
+
+
+def test_a_writer_killed_with_sigkill_leaves_nothing_after_the_next_stage(tmp_path):
+    # A real kill -9 in the middle of a model write (gan.fsio's temporary on disk, its rename
+    # never reached), then any stage over that folder: no temporary survives.
+    import signal
+
+    from stages.common import reports_write_errors
+
+    model = tmp_path / "models" / "generator.pt"
+    writer = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\nfrom pathlib import Path\nfrom gan.fsio import atomic_path\n"
+         "with atomic_path(Path(sys.argv[1])) as staging:\n"
+         "    staging.write_bytes(b'half a model')\n    print('writing', flush=True)\n"
+         "    time.sleep(60)\n", str(model)],
+        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert writer.stdout.readline().strip() == "writing"
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    assert [p.name.startswith(".generator.pt.") for p in model.parent.iterdir()] == [True]
+    reports_write_errors(lambda model: None)(model=model)
+    assert list(model.parent.iterdir()) == []
