@@ -38,8 +38,9 @@ def choose_threads(requested: int = 0, auto: bool = True) -> int | None:
     """CPU threads for torch: ``requested`` when > 0, else the PPE_THREADS environment
     variable when set, else with ``auto`` the cores the other work on the machine leaves idle
     (cores minus the other processes running now, at least 1), else None (torch's default:
-    every core). torch's threads spin while they wait, so on a busy machine all of them cost more than
-    one (bench/README.md, "enhance: threads"). ValueError names a bad PPE_THREADS."""
+    every core). torch's threads spin while they wait, so on a busy machine all of them cost
+    more than one (bench/README.md, "enhance: threads and start-up"). ValueError names a bad
+    PPE_THREADS."""
     if requested > 0:
         return requested
     text = os.environ.get(THREADS_VARIABLE, "").strip()
