@@ -308,27 +308,17 @@ def network_key(spec: Spec, default: Any) -> Any:
     return field(default=default, metadata={"spec": spec})
 
 
-def _check_network_fields(config: Any) -> None:
-    """A network config's fields against their specs (configs come from params.yaml and from
-    model files); ValueError 'Cls.field must be ..., got ...' for the first refused one."""
-    for f in fields(config):
-        value = getattr(config, f.name)
-        try:
-            setattr(config, f.name, f.metadata["spec"].check(value))
-        except _Bad as bad:
-            raise ValueError(f"{type(config).__name__}.{f.name} must be "
-                             f"{f.metadata['spec'].accepts}, got {shown(value)}{bad.detail}"
-                             ) from None
-
-
 def spec_of(config: Any, name: str) -> Spec:
     """The spec of field ``name`` of a section (class or instance)."""
     return config.__dataclass_fields__[name].metadata["spec"]
 
 
 def _check_fields(config: Any) -> None:
-    """Every field of a section checked against its spec and replaced by its normalised value,
-    in declaration order; ConfigError for the first refused one."""
+    """Every field of a section, or of a network's config, checked against its spec and
+    replaced by its normalised value, in declaration order; ConfigError for the first refused
+    one, naming it ``section.key`` (a network config's as ``Class.field``: those come from
+    params.yaml and from model files)."""
+    where = getattr(config, "SECTION", type(config).__name__)
     for f in fields(config):
         value = getattr(config, f.name)
         try:
@@ -336,9 +326,9 @@ def _check_fields(config: Any) -> None:
         except _Bad as bad:
             if bad.said:
                 raise ConfigError(said=bad.said) from None
-            raise ConfigError(f"{config.SECTION}.{f.name}", f.metadata["spec"].accepts, value,
+            raise ConfigError(f"{where}.{f.name}", f.metadata["spec"].accepts, value,
                               bad.detail) from None
-        object.__setattr__(config, f.name, normalised)  # frozen: set once, here
+        object.__setattr__(config, f.name, normalised)  # a frozen section: set once, here
 
 
 def _refuse(config: Any, name: str, accepts: str) -> ConfigError:
@@ -462,7 +452,7 @@ class DenseUNetConfig:
     guided_eps: float = network_key(Float(0.0, low_open=True), 3e-4)
 
     def __post_init__(self) -> None:
-        _check_network_fields(self)
+        _check_fields(self)
 
 
 @dataclass
@@ -473,7 +463,7 @@ class DpedResNetConfig:
     blocks: int = network_key(Int(0, 64), 4)
 
     def __post_init__(self) -> None:
-        _check_network_fields(self)
+        _check_fields(self)
 
 
 @dataclass
@@ -496,7 +486,7 @@ class DiscriminatorConfig:
     INPUTS: ClassVar[tuple[str, ...]] = D_INPUTS
 
     def __post_init__(self) -> None:
-        _check_network_fields(self)
+        _check_fields(self)
 
 
 # -- the sections of params.yaml, in its order ---------------------------------------------------
@@ -586,10 +576,8 @@ class ModelConfig:
 
     def generator_args(self) -> dict[str, Any]:
         """The fields of the generator kind's config, as a checkpoint stores them."""
-        if self.generator == "dense_unet":
-            return {k: getattr(self, k) for k in ("depth", "base_width", "growth_rate",
-                                                  "layers_per_block", "global_residual",
-                                                  "guided_radius", "guided_eps")}
+        if self.generator == "dense_unet":  # its keys are named as the config's fields
+            return {f.name: getattr(self, f.name) for f in fields(DenseUNetConfig)}
         return {"width": self.resnet_width, "blocks": self.resnet_blocks}
 
     def generator_config(self) -> DenseUNetConfig | DpedResNetConfig:
