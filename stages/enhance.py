@@ -65,9 +65,9 @@ def main(
     progress: bool = typer.Option(True, help="progress bars"),
 ) -> None:
     """Enhance photos with the trained generator (or a classical baseline)."""
-    from gan.deploy.batch import BatchInterrupted, clean_output_folders, plan_jobs, run_jobs
+    from gan.deploy.batch import BatchInterrupted, plan_jobs, run_jobs
     from gan.deploy.compare import ComparePage
-    from stages.common import fail
+    from stages.common import clear_dead_temporaries, fail
 
     if out is None and not suffix:
         fail("say where the photos go: -o FOLDER, or --suffix (e.g. _enhanced) to write each "
@@ -98,9 +98,9 @@ def main(
     page = None
     if compare is not None:
         page = ComparePage(compare, f"enhance, {label}: before / after")
-    for folder, count in clean_output_folders(jobs):
-        typer.secho(f"{folder}: removed {count} temporary file(s) that a killed run left behind",
-                    fg=typer.colors.YELLOW, err=True)
+    if out is None:  # outputs beside the inputs; -o's folder was cleared as the command began
+        clear_dead_temporaries(sorted({job.target.parent for job in jobs
+                                       if job.target and not job.problem}))
     try:
         outcomes = run_jobs(jobs, enhance, force, quality, max_pixels, progress, page, label)
     except BatchInterrupted as stop:

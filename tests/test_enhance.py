@@ -283,6 +283,15 @@ def test_a_killed_runs_temporary_is_cleaned_and_a_live_ones_is_not(model, photos
     assert code == 0, output
     assert "removed 1 temporary file(s) that a killed run left behind" in output
     assert not killed.exists() and live.exists()
+    # Without -o the outputs go beside the inputs: those folders are cleared too.
+    shoot = tmp_path / "shoot"
+    shutil.copytree(photos, shoot)
+    beside = shoot / f".a_x.jpg.{int(dead.stdout)}-0123456789ab.tmp"
+    beside.write_bytes(b"half a JPEG")
+    code, output = enhance(str(shoot / "a.jpg"), "--suffix", "_x", "--model", str(model))
+    assert code == 0, output
+    assert f"{shoot}: removed 1 temporary file(s) that a killed run left behind" in output
+    assert not beside.exists()
 
 
 def test_suffix_names_the_outputs_and_without_o_writes_beside_the_inputs(model, photos, tmp_path):

@@ -26,7 +26,6 @@ from tqdm import tqdm
 from gan.deploy.compare import ComparePage, comparison
 from gan.deploy.photo_io import SUFFIXES, PhotoError, read_photo, write_photo
 from gan.errors import first_line
-from gan.fsio import remove_stale_temporaries
 from gan.pixels import float_to_uint8
 
 ENGINES = ("auto", "torch", "onnxruntime")
@@ -206,17 +205,6 @@ def _mark_clashes(jobs: list[Job]) -> None:
             job.problem = f"{job.label}: same output file as {seen[key]} ({job.target})"
         else:
             seen[key] = job.label
-
-
-def clean_output_folders(jobs: list[Job]) -> list[tuple[Path, int]]:
-    """Remove the temporary files a killed run left in the jobs' output folders (gan.fsio
-    knows a live run's from a dead one's); each folder that had some, and how many."""
-    cleaned = []
-    for folder in sorted({job.target.parent for job in jobs if job.target and not job.problem}):
-        removed = remove_stale_temporaries(folder)
-        if removed:
-            cleaned.append((folder, len(removed)))
-    return cleaned
 
 
 # -- running ----------------------------------------------------------------------------------
