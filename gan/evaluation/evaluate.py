@@ -368,7 +368,6 @@ def scoring_geometries(patches: Path, raw: Path, phone_name: str) -> dict[str, G
                             lambda: raw_test_chunks(raw, phone_name))}
 
 
-
 def count_raw_pairs(raw: Path, phone_name: str) -> int:
     """The raw test pairs with both sides present (the progress bar's total; a pair that then
     does not decode is skipped by the scoring, not counted): checks the layout on the way."""
@@ -385,9 +384,14 @@ class ScoringError(ValueError):
 class Evaluation:
     """What an evaluation found."""
 
-    summary: dict[str, dict[str, dict]]  # geometry -> method -> Scores.summary()
-    report: dict[str, Any]  # the summary, then the full-size scores: metrics/eval.json
+    report: dict[str, Any]  # per geometry, then the full-size scores: metrics/eval.json
     table: pd.DataFrame  # one row per method, geometry and patch: metrics/eval_per_patch.csv
+    geometries: tuple[str, ...]  # the report's keys that hold a geometry's scores
+
+    @property
+    def summary(self) -> dict[str, dict[str, dict]]:
+        """geometry -> method -> Scores.summary(): the report's part scored on test pairs."""
+        return {geometry: self.report[geometry] for geometry in self.geometries}
 
 
 def evaluate(methods: list[Method], geometries: dict[str, Geometry], full_size: Path, out: Path,
@@ -418,7 +422,7 @@ def evaluate(methods: list[Method], geometries: dict[str, Geometry], full_size: 
                                               saved_photos, progress)
     report = {**summary, "loe": loe, "niqe": niqe_means, "seconds_per_mp": speed,
               "methods": [m.name for m in methods], "full_size_photos": len(photos)}
-    return Evaluation(summary, report, pd.concat(tables, ignore_index=True))
+    return Evaluation(report, pd.concat(tables, ignore_index=True), tuple(summary))
 
 
 def _counted(chunks: Chunks, bar: tqdm) -> Chunks:
