@@ -302,9 +302,10 @@ def key(spec: Spec) -> Any:
     return field(metadata={"spec": spec})
 
 
-def network_key(spec: Spec, default: Any) -> Any:
-    """A field of a network's config: what it takes (``spec``, the same one the model section
-    of params.yaml checks its key with) and the default a checkpoint without it gets."""
+def defaulted_key(spec: Spec, default: Any) -> Any:
+    """A field of a library config (a network's, the loss weights): what it takes (``spec``,
+    the same one params.yaml's key is checked with) and the default a checkpoint, or a caller,
+    that does not give it gets."""
     return field(default=default, metadata={"spec": spec})
 
 
@@ -443,13 +444,13 @@ class DenseUNetConfig:
     which the global colour and tone corrections of phone -> DSLR need.
     """
 
-    depth: int = network_key(Int(0, 10), 3)
-    base_width: int = network_key(Int(1, 1024), 16)
-    growth_rate: int = network_key(Int(1, 1024), 12)
-    layers_per_block: int = network_key(Int(1, 64), 3)
-    global_residual: bool = network_key(Bool(), True)
-    guided_radius: int = network_key(Int(0, 64, note="0: none"), 0)
-    guided_eps: float = network_key(Float(0.0, low_open=True), 3e-4)
+    depth: int = defaulted_key(Int(0, 10), 3)
+    base_width: int = defaulted_key(Int(1, 1024), 16)
+    growth_rate: int = defaulted_key(Int(1, 1024), 12)
+    layers_per_block: int = defaulted_key(Int(1, 64), 3)
+    global_residual: bool = defaulted_key(Bool(), True)
+    guided_radius: int = defaulted_key(Int(0, 64, note="0: none"), 0)
+    guided_eps: float = defaulted_key(Float(0.0, low_open=True), 3e-4)
 
     def __post_init__(self) -> None:
         _check_fields(self)
@@ -459,8 +460,8 @@ class DenseUNetConfig:
 class DpedResNetConfig:
     """DPED's generator (Ignatov et al., ICCV 2017): width channels, ``blocks`` residual blocks."""
 
-    width: int = network_key(Int(1, 1024), 64)
-    blocks: int = network_key(Int(0, 64), 4)
+    width: int = defaulted_key(Int(1, 1024), 64)
+    blocks: int = defaulted_key(Int(0, 64), 4)
 
     def __post_init__(self) -> None:
         _check_fields(self)
@@ -478,10 +479,10 @@ class DiscriminatorConfig:
         "highpass": the luma minus its 5x5 box mean: texture alone, without the brightness.
     """
 
-    width: int = network_key(Int(1, 1024), 32)
-    layers: int = network_key(Int(1, 12, note="each halves the image"), 4)
-    pool: int = network_key(Int(1, 64), 6)
-    input: str = network_key(Choice(*D_INPUTS), "rgb")
+    width: int = defaulted_key(Int(1, 1024), 32)
+    layers: int = defaulted_key(Int(1, 12, note="each halves the image"), 4)
+    pool: int = defaulted_key(Int(1, 64), 6)
+    input: str = defaulted_key(Choice(*D_INPUTS), "rgb")
 
     INPUTS: ClassVar[tuple[str, ...]] = D_INPUTS
 
@@ -601,21 +602,18 @@ class LossWeights:
     switch a term off on a built loss), with the paper's defaults; ``LossConfig.weights()``
     gives the params.yaml ones."""
 
-    perceptual: float = 1.0
-    adversarial: float = 1e-3  # the paper's lambda
-    msssim: float = 1.0  # the paper's eta
-    pixel: float = 0.0  # optional L1 pixel term
-    color: float = 0.0  # L1 between blurred images (DPED's colour loss)
-    tone: float = 0.0  # per-image luma and chroma distributions (LookLoss)
-    texture: float = 0.0  # per-image distribution of fine luma detail (LookLoss)
+    SECTION: ClassVar[str] = "loss"  # its errors name the params.yaml keys
+
+    perceptual: float = defaulted_key(_WEIGHT, 1.0)
+    adversarial: float = defaulted_key(_WEIGHT, 1e-3)  # the paper's lambda
+    msssim: float = defaulted_key(_WEIGHT, 1.0)  # the paper's eta
+    pixel: float = defaulted_key(_WEIGHT, 0.0)  # optional L1 pixel term
+    color: float = defaulted_key(_WEIGHT, 0.0)  # L1 between blurred images (DPED's colour loss)
+    tone: float = defaulted_key(_WEIGHT, 0.0)  # per-image luma and chroma distributions
+    texture: float = defaulted_key(_WEIGHT, 0.0)  # per-image fine luma detail's distribution
 
     def __post_init__(self) -> None:
-        for name in LOSS_TERMS:
-            value = getattr(self, name)
-            try:
-                _WEIGHT.check(value)
-            except _Bad:
-                raise ConfigError(f"loss.{name}", _WEIGHT.accepts, value) from None
+        _check_fields(self)
 
 
 @dataclass(frozen=True)
